@@ -1,0 +1,3 @@
+from emo_backend.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The Gaussian avatar: neutral Gaussians, blendshape deltas, mesh binding, the bundle format."""

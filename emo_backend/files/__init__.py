@@ -1,0 +1,1 @@
+"""Writing files safely: atomic replace, never clobbering a user's file unasked."""
