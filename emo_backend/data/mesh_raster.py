@@ -219,7 +219,8 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     face_n = np.cross(v1 - v0, v2 - v0)  # length = 2 * area: the weighting
     normals = np.zeros_like(vertices)
     for k in range(3):
-        np.add.at(normals, faces[:, k], face_n)
+        for c in range(3):  # bincount is the fast scatter-add
+            normals[:, c] += np.bincount(faces[:, k], weights=face_n[:, c], minlength=len(vertices))
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     return normals / np.maximum(length, 1e-20)
 
@@ -233,7 +234,7 @@ def shade(
     albedo_fn: AlbedoFn | None = None,
     lights: Sequence[Light] = DEFAULT_LIGHTS,
     ambient: float = 0.22,
-    specular: float = 0.06,
+    specular: float = 0.1,
     shininess: float = 40.0,
     default_albedo: tuple[float, float, float] = (0.72, 0.72, 0.72),
 ) -> tuple[np.ndarray, np.ndarray]:
