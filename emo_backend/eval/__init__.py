@@ -1,0 +1,1 @@
+"""Evaluation: image and landmark metrics, JSON reports and side-by-side videos."""

@@ -1,0 +1,309 @@
+"""The numba splatting renderer: gsplat's forward pass on CPU cores, parallel over tiles.
+
+Three compiled stages with no Python work between them beyond allocation:
+  1. `_project`  (parallel over Gaussians): EWA projection, float64 maths, float32 results.
+  2. `_bin`      tile lists: count, prefix-sum, fill, then (parallel over tiles) a stable sort by depth.
+  3. `_rasterize` (parallel over tiles): front-to-back compositing, Gaussian-outer /
+     pixel-inner, each Gaussian touching only the pixels of its box inside the tile.
+
+`render_cpu_state` returns the per-tile sorted lists and per-pixel bookkeeping so a
+backward pass can reuse them; `rasterize_cpu` is what `rasterize(backend="cpu")` calls.
+Compiled functions are cached on disk (`cache=True`), so compile cost is paid once per machine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from emo_backend.render.constants import (
+    ALPHA_THRESHOLD, EPS2D, FAR_PLANE, FIXED_EXTENT, FOV_CLAMP_MARGIN, MAX_ALPHA, NEAR_PLANE, TILE_SIZE,
+    TRANSMITTANCE_STOP,
+)
+
+
+@njit(parallel=True, cache=True)
+def _project(
+    means, quats, scales, opacities,  # [N,3] [N,4] [N,3] [N] float32
+    viewmat, fx, fy, cx, cy, width, height, eps2d, near, far, opacity_radius,
+    means2d, conics, depths, radii,   # outputs: [N,2] f32, [N,3] f32, [N] f32, [N,2] i32
+):
+    n = means.shape[0]
+    tan_fovx = 0.5 * width / fx
+    tan_fovy = 0.5 * height / fy
+    lim_x_pos = (width - cx) / fx + FOV_CLAMP_MARGIN * tan_fovx
+    lim_x_neg = cx / fx + FOV_CLAMP_MARGIN * tan_fovx
+    lim_y_pos = (height - cy) / fy + FOV_CLAMP_MARGIN * tan_fovy
+    lim_y_neg = cy / fy + FOV_CLAMP_MARGIN * tan_fovy
+    for i in prange(n):
+        radii[i, 0] = 0
+        radii[i, 1] = 0
+        mx = np.float64(means[i, 0])
+        my = np.float64(means[i, 1])
+        mz = np.float64(means[i, 2])
+        tx = viewmat[0, 0] * mx + viewmat[0, 1] * my + viewmat[0, 2] * mz + viewmat[0, 3]
+        ty = viewmat[1, 0] * mx + viewmat[1, 1] * my + viewmat[1, 2] * mz + viewmat[1, 3]
+        tz = viewmat[2, 0] * mx + viewmat[2, 1] * my + viewmat[2, 2] * mz + viewmat[2, 3]
+        depths[i] = tz
+        if not (tz >= near and tz <= far):
+            continue
+        op = np.float64(opacities[i])
+        if opacity_radius and not (op >= ALPHA_THRESHOLD):
+            continue
+        # rotation from the normalised quaternion
+        qw = np.float64(quats[i, 0])
+        qx = np.float64(quats[i, 1])
+        qy = np.float64(quats[i, 2])
+        qz = np.float64(quats[i, 3])
+        qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+        qn = max(qn, 1e-12)
+        qw /= qn
+        qx /= qn
+        qy /= qn
+        qz /= qn
+        rot = np.empty((3, 3))
+        rot[0, 0] = 1 - 2 * (qy * qy + qz * qz)
+        rot[0, 1] = 2 * (qx * qy - qw * qz)
+        rot[0, 2] = 2 * (qx * qz + qw * qy)
+        rot[1, 0] = 2 * (qx * qy + qw * qz)
+        rot[1, 1] = 1 - 2 * (qx * qx + qz * qz)
+        rot[1, 2] = 2 * (qy * qz - qw * qx)
+        rot[2, 0] = 2 * (qx * qz - qw * qy)
+        rot[2, 1] = 2 * (qy * qz + qw * qx)
+        rot[2, 2] = 1 - 2 * (qx * qx + qy * qy)
+        # camera-space R S: W (rot diag(s))
+        cm = np.empty((3, 3))
+        for r in range(3):
+            for c in range(3):
+                cm[r, c] = (viewmat[r, 0] * rot[0, c] + viewmat[r, 1] * rot[1, c] + viewmat[r, 2] * rot[2, c]) * scales[i, c]
+        u = min(lim_x_pos, max(-lim_x_neg, tx / tz))
+        v = min(lim_y_pos, max(-lim_y_neg, ty / tz))
+        # rows of J (2x3) times cm -> 2x3, then cov2d = (J cm)(J cm)^T
+        j00 = fx / tz
+        j02 = -fx * u / tz
+        j11 = fy / tz
+        j12 = -fy * v / tz
+        a0 = j00 * cm[0, 0] + j02 * cm[2, 0]
+        a1 = j00 * cm[0, 1] + j02 * cm[2, 1]
+        a2 = j00 * cm[0, 2] + j02 * cm[2, 2]
+        b0 = j11 * cm[1, 0] + j12 * cm[2, 0]
+        b1 = j11 * cm[1, 1] + j12 * cm[2, 1]
+        b2 = j11 * cm[1, 2] + j12 * cm[2, 2]
+        ca = a0 * a0 + a1 * a1 + a2 * a2 + eps2d
+        cb = a0 * b0 + a1 * b1 + a2 * b2
+        cc = b0 * b0 + b1 * b1 + b2 * b2 + eps2d
+        det = ca * cc - cb * cb
+        if not (det > 0):
+            continue
+        extent = FIXED_EXTENT
+        if opacity_radius:
+            extent = min(extent, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+        rx = math.ceil(extent * math.sqrt(ca))
+        ry = math.ceil(extent * math.sqrt(cc))
+        px = fx * tx / tz + cx
+        py = fy * ty / tz + cy
+        if rx <= 0 and ry <= 0:
+            continue
+        if px + rx <= 0 or px - rx >= width or py + ry <= 0 or py - ry >= height:
+            continue
+        means2d[i, 0] = px
+        means2d[i, 1] = py
+        conics[i, 0] = cc / det
+        conics[i, 1] = -cb / det
+        conics[i, 2] = ca / det
+        radii[i, 0] = np.int32(rx)
+        radii[i, 1] = np.int32(ry)
+
+
+@njit(cache=True)
+def _tile_rect(mx, my, rx, ry, tiles_x, tiles_y):
+    """Tiles [x0, x1) x [y0, y1) that a box touches, as gsplat's isect_tiles computes them."""
+    x0 = min(max(0, int(math.floor((mx - rx) / TILE_SIZE))), tiles_x)
+    y0 = min(max(0, int(math.floor((my - ry) / TILE_SIZE))), tiles_y)
+    x1 = min(max(0, int(math.ceil((mx + rx) / TILE_SIZE))), tiles_x)
+    y1 = min(max(0, int(math.ceil((my + ry) / TILE_SIZE))), tiles_y)
+    return x0, y0, x1, y1
+
+
+@njit(parallel=True, cache=True)
+def _bin(means2d, radii, depths, tiles_x, tiles_y):
+    """-> offsets [tiles+1] int64, ids [n_isects] int32: per tile, Gaussian ids front to back."""
+    n = means2d.shape[0]
+    n_tiles = tiles_x * tiles_y
+    counts = np.zeros(n_tiles + 1, dtype=np.int64)
+    for i in range(n):
+        if radii[i, 0] <= 0 and radii[i, 1] <= 0:
+            continue
+        x0, y0, x1, y1 = _tile_rect(means2d[i, 0], means2d[i, 1], radii[i, 0], radii[i, 1], tiles_x, tiles_y)
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                counts[ty * tiles_x + tx + 1] += 1
+    offsets = np.cumsum(counts)
+    ids = np.empty(offsets[-1], dtype=np.int32)
+    fill = offsets[:-1].copy()
+    for i in range(n):
+        if radii[i, 0] <= 0 and radii[i, 1] <= 0:
+            continue
+        x0, y0, x1, y1 = _tile_rect(means2d[i, 0], means2d[i, 1], radii[i, 0], radii[i, 1], tiles_x, tiles_y)
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                t = ty * tiles_x + tx
+                ids[fill[t]] = i
+                fill[t] += 1
+    for t in prange(n_tiles):
+        start, end = offsets[t], offsets[t + 1]
+        if end - start > 1:
+            seg = ids[start:end].copy()
+            order = np.argsort(depths[seg], kind="mergesort")  # stable: equal depths keep index order, as gsplat
+            for k in range(end - start):
+                ids[start + k] = seg[order[k]]
+    return offsets, ids
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _rasterize(
+    means2d, conics, opacities, colors, depths, radii,  # per Gaussian (float32; radii int32)
+    offsets, ids, width, height, tiles_x, background,   # background [3] float32
+    rgb, alpha_out, depth_out, last_out,                 # [H,W,3] [H,W] [H,W] f32, [H,W] int32
+):
+    n_tiles = offsets.shape[0] - 1
+    tpix = TILE_SIZE * TILE_SIZE
+    thr = np.float32(ALPHA_THRESHOLD)
+    amax = np.float32(MAX_ALPHA)
+    tstop = np.float32(TRANSMITTANCE_STOP)
+    for t in prange(n_tiles):
+        x_start = (t % tiles_x) * TILE_SIZE
+        y_start = (t // tiles_x) * TILE_SIZE
+        x_end = min(x_start + TILE_SIZE, width)
+        y_end = min(y_start + TILE_SIZE, height)
+        n_pix = (x_end - x_start) * (y_end - y_start)
+        T = np.ones(tpix, dtype=np.float32)
+        acc = np.zeros((tpix, 4), dtype=np.float32)   # r, g, b, depth
+        done = np.zeros(tpix, dtype=np.bool_)
+        last = np.full(tpix, -1, dtype=np.int32)
+        n_done = 0
+        for k in range(offsets[t], offsets[t + 1]):
+            g = ids[k]
+            mx = means2d[g, 0]
+            my = means2d[g, 1]
+            # pixel centres within the Gaussian's box; outside it alpha < 1/255 anyway
+            px0 = max(x_start, int(math.ceil(mx - radii[g, 0] - 0.5)))
+            px1 = min(x_end, int(math.floor(mx + radii[g, 0] - 0.5)) + 1)
+            py0 = max(y_start, int(math.ceil(my - radii[g, 1] - 0.5)))
+            py1 = min(y_end, int(math.floor(my + radii[g, 1] - 0.5)) + 1)
+            if px0 >= px1 or py0 >= py1:
+                continue
+            ca = conics[g, 0]
+            cb = conics[g, 1]
+            cc = conics[g, 2]
+            op = opacities[g]
+            cr = colors[g, 0]
+            cg = colors[g, 1]
+            cbl = colors[g, 2]
+            z = depths[g]
+            for y in range(py0, py1):
+                dy = my - (np.float32(y) + np.float32(0.5))
+                row = (y - y_start) * TILE_SIZE - x_start
+                for x in range(px0, px1):
+                    p = row + x
+                    if done[p]:
+                        continue
+                    dx = mx - (np.float32(x) + np.float32(0.5))
+                    power = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if power < 0:
+                        continue
+                    a = min(amax, op * math.exp(-power))
+                    if a < thr:
+                        continue
+                    Tp = T[p]
+                    next_T = Tp * (np.float32(1) - a)
+                    if next_T <= tstop:
+                        done[p] = True
+                        n_done += 1
+                        continue
+                    w = a * Tp
+                    acc[p, 0] += w * cr
+                    acc[p, 1] += w * cg
+                    acc[p, 2] += w * cbl
+                    acc[p, 3] += w * z
+                    T[p] = next_T
+                    last[p] = k
+            if n_done == n_pix:
+                break
+        for y in range(y_start, y_end):
+            for x in range(x_start, x_end):
+                p = (y - y_start) * TILE_SIZE + (x - x_start)
+                Tp = T[p]
+                a = np.float32(1) - Tp
+                rgb[y, x, 0] = acc[p, 0] + Tp * background[0]
+                rgb[y, x, 1] = acc[p, 1] + Tp * background[1]
+                rgb[y, x, 2] = acc[p, 2] + Tp * background[2]
+                alpha_out[y, x] = a
+                depth_out[y, x] = acc[p, 3] / max(a, np.float32(1e-10))
+                last_out[y, x] = last[p]
+
+
+class CpuRenderState(NamedTuple):
+    """Everything the forward pass computed; a backward pass reuses the tile lists and `last_ids`."""
+
+    means2d: np.ndarray    # [N, 2] float32
+    conics: np.ndarray     # [N, 3] float32
+    depths: np.ndarray     # [N] float32
+    radii: np.ndarray      # [N, 2] int32, 0 = culled
+    tile_offsets: np.ndarray  # [tiles_y * tiles_x + 1] int64: tile t's entries are ids[off[t]:off[t+1]]
+    tile_ids: np.ndarray   # [n_isects] int32 Gaussian ids, front to back within each tile
+    tiles_x: int
+    tiles_y: int
+    rgb: np.ndarray        # [H, W, 3] float32 (background included)
+    alpha: np.ndarray      # [H, W] float32
+    depth: np.ndarray      # [H, W] float32
+    last_ids: np.ndarray   # [H, W] int32: index into tile_ids of the last contributing Gaussian, -1 if none
+
+
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+
+
+def render_cpu_state(
+    means: np.ndarray,      # [N, 3]
+    quats: np.ndarray,      # [N, 4] wxyz
+    scales: np.ndarray,     # [N, 3]
+    opacities: np.ndarray,  # [N]
+    colors: np.ndarray,     # [N, 3]
+    viewmat: np.ndarray,    # [4, 4]
+    K: np.ndarray,          # [3, 3]
+    width: int,
+    height: int,
+    background: np.ndarray | None = None,  # [3]
+    opacity_radius: bool = True,
+) -> CpuRenderState:
+    means, quats, scales, opacities, colors = (_f32(a) for a in (means, quats, scales, opacities, colors))
+    n = means.shape[0]
+    viewmat = np.ascontiguousarray(np.asarray(viewmat, dtype=np.float64))
+    K = np.asarray(K, dtype=np.float64)
+    means2d = np.zeros((n, 2), np.float32)
+    conics = np.zeros((n, 3), np.float32)
+    depths = np.zeros(n, np.float32)
+    radii = np.zeros((n, 2), np.int32)
+    _project(means, quats, scales, opacities, viewmat, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
+             float(K[1, 2]), int(width), int(height), EPS2D, NEAR_PLANE, FAR_PLANE, bool(opacity_radius),
+             means2d, conics, depths, radii)
+    tiles_x = -(-width // TILE_SIZE)
+    tiles_y = -(-height // TILE_SIZE)
+    offsets, ids = _bin(means2d, radii, depths, tiles_x, tiles_y)
+    bg = np.zeros(3, np.float32) if background is None else _f32(background).reshape(3)
+    rgb = np.empty((height, width, 3), np.float32)
+    alpha = np.empty((height, width), np.float32)
+    depth = np.empty((height, width), np.float32)
+    last = np.empty((height, width), np.int32)
+    _rasterize(means2d, conics, opacities, colors, depths, radii, offsets, ids, int(width), int(height), tiles_x,
+               bg, rgb, alpha, depth, last)
+    return CpuRenderState(means2d, conics, depths, radii, offsets, ids, tiles_x, tiles_y, rgb, alpha, depth, last)
+
+
+def numba_threads() -> int:
+    return numba.get_num_threads()
