@@ -58,6 +58,8 @@ def load_audio(path: str | os.PathLike, target_rate: int = DEFAULT_RATE) -> tupl
         samples = _load_with_pyav(path, int(target_rate))
     else:
         with handle:
+            if handle.format in ("WAV", "WAVEX"):
+                _check_wav_complete(path)
             samples = _load_with_soundfile(handle, path, int(target_rate))
     if samples.size == 0:
         raise InvalidFileError(f"audio file {path} holds no samples; export the clip again")
@@ -71,7 +73,10 @@ def _load_with_soundfile(handle, path: Path, target_rate: int) -> np.ndarray:
     source_rate = int(handle.samplerate)
     total = int(handle.frames)
     if total <= 0:
-        raise InvalidFileError(f"audio file {path} holds no samples (0 frames); export the clip again")
+        raise InvalidFileError(
+            f"audio file {path} holds no samples (0 frames): it is empty, truncated or corrupt; "
+            "export the clip again or convert it to WAV"
+        )
     expected = math.ceil(total * target_rate / source_rate)
     out = _Output(expected)
     stream = _resampler(source_rate, target_rate)
@@ -116,17 +121,28 @@ def _load_with_pyav(path: Path, target_rate: int) -> np.ndarray:
         if audio.duration is not None and audio.time_base is not None:
             estimate = math.ceil(float(audio.duration * audio.time_base) * target_rate)
         out = _Output(max(estimate, target_rate))
-        # FFmpeg's resampler is used only to downmix to packed float mono; soxr does the rate change.
-        to_mono = av.AudioResampler(format="flt", layout="mono", rate=source_rate)
+        # FFmpeg's resampler only converts to planar float [C, n]; the downmix is the channel mean (its own
+        # downmix matrix scales by -3 dB per channel) and soxr does the rate change, as for other files.
+        to_planar = av.AudioResampler(format="fltp", rate=source_rate)
         stream = _resampler(source_rate, target_rate)
+        # Samples before time 0 are encoder priming that an MP4 edit list hides (FFmpeg gives them pts < 0).
+        skip = 0
+
+        def push(planar_frames) -> None:
+            nonlocal skip
+            for planar in planar_frames:
+                mono = planar.to_ndarray().astype(np.float32, copy=False).mean(axis=0, dtype=np.float32)
+                dropped = min(skip, mono.shape[0])
+                skip -= dropped
+                mono = mono[dropped:]
+                out.append(stream(mono, False) if stream else mono)
+
         try:
             for frame in container.decode(audio):
-                for mono_frame in to_mono.resample(frame):
-                    mono = mono_frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                    out.append(stream(mono, False) if stream else mono)
-            for mono_frame in to_mono.resample(None):
-                mono = mono_frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                out.append(stream(mono, False) if stream else mono)
+                if frame.time is not None and frame.time < 0:
+                    skip += round(-frame.time * source_rate)
+                push(to_planar.resample(frame))
+            push(to_planar.resample(None))
         except (av.error.FFmpegError, ValueError) as err:
             raise InvalidFileError(
                 f"audio file {path} could not be decoded ({err}); it is probably truncated or corrupt: {_CONVERT_HINT}"
@@ -134,6 +150,33 @@ def _load_with_pyav(path: Path, target_rate: int) -> np.ndarray:
         if stream:
             out.append(stream(np.zeros(0, np.float32), True))
     return out.result()
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Fail on a WAV whose data chunk is shorter than its header says.
+
+    libsndfile quietly reads what is there, so a half-copied file would give a
+    shorter clip and a shot that ends early without any warning.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # RF64/other variants: trust libsndfile
+        offset = 12
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk = f.read(8)
+            chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if chunk_id == b"data":
+                # 0 and 0xFFFFFFFF are what streaming writers leave when they never patch the size.
+                if chunk_size not in (0, 0xFFFFFFFF) and offset + 8 + chunk_size > size:
+                    raise InvalidFileError(
+                        f"audio file {path} is truncated: its header announces {chunk_size} bytes of audio "
+                        f"but only {size - offset - 8} are present; copy or export the file again"
+                    )
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)
 
 
 def _resampler(source_rate: int, target_rate: int):

@@ -15,11 +15,14 @@ binding (triangle anchor on the neutral mesh + offset in the triangle frame),
 so B0 stays attached to the mesh it was initialised from.
 
 Then linear blend skinning moves the blended Gaussians with the head's joint
-transforms (root, neck, jaw, eyes): means by the per-Gaussian blended 4×4,
-quaternions by the blended joint rotation (normalised quaternion blend of the
-joints' rotations, sign-aligned). Scales are unchanged by pose. The head
-model's pose correctives (posedirs), if any, move the mesh but not the
-Gaussians, as in GaussianBlendshapes.
+transforms (root, neck, jaw, eyes), per-Gaussian weights interpolated from the
+triangle's vertex weights: each mean's triangle anchor goes where the posed
+mesh puts it and its residual from the anchor is rotated by the blended
+transform (see `skin_gaussians`: exact on coarse triangles that span two
+joints, identical to plain LBS elsewhere); quaternions are rotated by the
+blended joint rotation (normalised, sign-aligned quaternion blend); scales
+follow the posed mesh's stretch of the Gaussian's triangle (`pose_log_stretch`,
+zero for rigid motion).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
-from emo_backend.avatar.binding import bound_positions, gaussian_skin_weights
+from emo_backend.avatar.binding import bound_positions, deformation_gradients, gaussian_skin_weights, interpolate
 from emo_backend.avatar.gaussians import Gaussians
-from emo_backend.avatar.rotations import axis_angle_to_quat, matrix_to_quat, quat_multiply
+from emo_backend.avatar.rotations import axis_angle_to_quat, matrix_to_quat, quat_multiply, quat_to_matrix
 from emo_backend.head.lbs import PosedHead, lbs
 from emo_backend.head.model import HeadModel
 
@@ -119,10 +122,31 @@ def blend(avatar: GaussianAvatar, expression: Tensor) -> Gaussians:
     return Gaussians(means=means, quats=quats, log_scales=log_scales, opacity_logits=opacity, colors=colors)
 
 
-def skin_gaussians(g: Gaussians, skin_weights: Tensor, transforms: Tensor) -> Gaussians:
-    """Pose blended Gaussians [B, N] with joint transforms [B, J, 4, 4] and skin weights [N, J]."""
+def skin_gaussians(
+    g: Gaussians,                       # [B, N, ...] blended, unposed
+    skin_weights: Tensor,               # [N, J]
+    transforms: Tensor,                 # [B, J, 4, 4] joint skinning transforms
+    anchors_rest: Tensor | None = None,   # [B, N, 3] anchors on the unposed (expression) mesh
+    anchors_posed: Tensor | None = None,  # [B, N, 3] the same anchors on the posed mesh
+) -> Gaussians:
+    """Pose blended Gaussians with linear blend skinning.
+
+    Without anchors, means move by the per-Gaussian blended 4×4 (plain LBS).
+    With anchors, each mean is split into its triangle anchor and the residual
+    from it: the anchor goes exactly where the posed mesh puts it (the
+    triangle's own vertex transforms, pose correctives included) and only the
+    residual is rotated by the blended transform. Plain LBS with interpolated
+    weights drifts off a coarse triangle whose corners follow different joints
+    (a mouth-corner triangle spanning jaw and skull by ~1 mm at a 20° jaw);
+    the anchored form is exact on the mesh and equal to plain LBS wherever a
+    triangle's vertices move rigidly together.
+    """
     per_gaussian = torch.einsum("nj,bjrc->bnrc", skin_weights, transforms[..., :3, :])  # [B, N, 3, 4]
-    means = (per_gaussian[..., :3] @ g.means[..., None])[..., 0] + per_gaussian[..., 3]
+    rot = per_gaussian[..., :3]
+    if anchors_rest is None or anchors_posed is None:
+        means = (rot @ g.means[..., None])[..., 0] + per_gaussian[..., 3]
+    else:
+        means = anchors_posed + (rot @ (g.means - anchors_rest)[..., None])[..., 0]
     joint_quats = matrix_to_quat(transforms[..., :3, :3])  # [B, J, 4], w >= 0
     # q and -q are the same rotation: align every joint to the root's hemisphere before blending.
     sign = torch.where((joint_quats * joint_quats[:, :1]).sum(-1, keepdim=True) < 0, -1.0, 1.0)
@@ -138,8 +162,42 @@ def evaluate(
     expression: Tensor,                 # [B, E]
     pose: Tensor,                       # [B, J, 3] axis-angle per joint (JOINT_NAMES order)
     translation: Tensor | None = None,  # [B, 3] or None
+    *,
+    pose_stretch: bool = True,
 ) -> tuple[Gaussians, PosedHead]:
-    """Gaussians [B, N, ...] in avatar space for each frame, and the posed head mesh that drives them."""
-    posed = lbs(avatar.head, expression, pose, identity=None, translation=translation)
-    gaussians = skin_gaussians(blend(avatar, expression), avatar.skin_weights, posed.transforms)
+    """Gaussians [B, N, ...] in avatar space for each frame, and the posed head mesh that drives them.
+
+    `pose_stretch` scales each Gaussian by its triangle's stretch under posing
+    (`pose_log_stretch`); False gives GaussianBlendshapes' plain rigid LBS.
+    """
+    head = avatar.head
+    posed = lbs(head, expression, pose, identity=None, translation=translation)
+    anchors_rest = interpolate(posed.v_shaped, head.faces, avatar.face_ids, avatar.bary)
+    anchors_posed = interpolate(posed.vertices, head.faces, avatar.face_ids, avatar.bary)
+    blended = blend(avatar, expression)
+    gaussians = skin_gaussians(blended, avatar.skin_weights, posed.transforms, anchors_rest, anchors_posed)
+    if pose_stretch:
+        stretch = pose_log_stretch(posed.v_shaped, posed.vertices, head.faces, avatar.face_ids, blended.quats)
+        gaussians = replace(gaussians, log_scales=gaussians.log_scales + stretch)
     return gaussians, posed
+
+
+def pose_log_stretch(
+    rest: Tensor,      # [B, V, 3] unposed (expression) mesh
+    posed: Tensor,     # [B, V, 3] posed mesh
+    faces: Tensor,     # [F, 3]
+    face_ids: Tensor,  # [N]
+    quats: Tensor,     # [B, N, 4] unposed Gaussian orientations
+) -> Tensor:
+    """log |F a_i| [B, N, 3]: how much the posed mesh stretches each Gaussian axis a_i.
+
+    F is the Gaussian's triangle's deformation gradient from the unposed to
+    the posed mesh. Plain LBS moves a Gaussian rigidly, but where skinning
+    weights change across a triangle (mouth corners at an open jaw) the skin
+    stretches; without this the discs there part and the mouth cavity shows
+    through. It is 0 wherever the mesh moves rigidly; the normal axis keeps its
+    thickness (unit normals in F).
+    """
+    grads = deformation_gradients(rest, posed, faces)[:, face_ids]  # [B, N, 3, 3]
+    axes = quat_to_matrix(quats)  # [B, N, 3, 3], columns = Gaussian axes
+    return torch.log((grads @ axes).norm(dim=-2).clamp_min(1e-6)).clamp(-1.0, 1.0)

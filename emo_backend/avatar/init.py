@@ -79,15 +79,24 @@ def allocate_counts(areas: dict[str, float], density: dict[str, float], total: i
     while sum(counts.values()) < total:
         counts[by_remainder[i % len(by_remainder)]] += 1
         i += 1
+    # Minimums may overshoot: take the excess from the largest part.
+    largest = max(counts, key=counts.get)
+    counts[largest] -= sum(counts.values()) - total
+    if counts[largest] < MIN_GAUSSIANS_PER_PART:
+        raise ValueError(f"{total} Gaussians are too few for {len(counts)} parts; use at least "
+                         f"{MIN_GAUSSIANS_PER_PART * len(counts) * 2}")
     return counts
 
 
 def appearance_colors(head: HeadModel, face_ids: Tensor, bary: Tensor, parts: Tensor) -> Tensor:
-    """RGB [N, 3]: the head's albedo function if it has one, else its vertex colours, else per-part colours."""
-    try:
-        from emo_backend.head.open_head.appearance import albedo_at  # written by the open-head work; optional
-    except ImportError:
-        albedo_at = None
+    """RGB [N, 3]: the open head's procedural albedo (sharper than vertex colours: iris, brows, hairline),
+    else the head's vertex colours interpolated, else per-part colours."""
+    albedo_at = None
+    if head.model_id.startswith("open-head"):  # the procedural albedo knows only the open head's parts
+        try:
+            from emo_backend.head.open_head.appearance import albedo_at
+        except ImportError:
+            pass
     if albedo_at is not None:
         colors = torch.as_tensor(albedo_at(head, face_ids, bary), dtype=torch.float32)
         if colors.shape == (face_ids.shape[0], 3) and torch.isfinite(colors).all():
@@ -108,23 +117,27 @@ def expression_deltas(
     """ΔB_k for every expression basis from the deformation gradients of the head's expression meshes."""
     rest = head.v_template.double()
     dirs = head.exprdirs.double().permute(2, 0, 1)  # [E, V, 3] = displacement at ψ_k = 1
-    grads = deformation_gradients(rest, rest + dirs, head.faces)  # [E, F, 3, 3]
-    # Triangles a basis does not touch get exactly F = I, so their deltas are exactly zero (bundles stay sparse).
+    e, n = dirs.shape[0], face_ids.shape[0]
+    # Only triangles a basis moves get a deformation gradient; elsewhere F = I and every delta is exactly
+    # zero (expression bases are local, so this is most of the work saved and keeps bundles sparse).
     touched = (dirs[:, head.faces] != 0).flatten(2).any(-1)  # [E, F]
-    eye = torch.eye(3, dtype=grads.dtype)
-    grads = torch.where(touched[..., None, None], grads, eye)
-    face_rot = quat_to_axis_angle(matrix_to_quat(polar_rotation(grads)))  # [E, F, 3]
-    face_rot = torch.where(touched[..., None], face_rot, torch.zeros_like(face_rot))
+    basis, face = torch.nonzero(touched, as_tuple=True)
+    grads = deformation_gradients(rest, rest + dirs, head.faces)[basis, face] if len(basis) else \
+        torch.zeros(0, 3, 3, dtype=rest.dtype)
+    face_rot = torch.zeros(*touched.shape, 3, dtype=rest.dtype)
+    face_grad = torch.eye(3, dtype=rest.dtype).repeat(*touched.shape, 1, 1)  # [E, F, 3, 3]
+    face_rot[basis, face] = quat_to_axis_angle(matrix_to_quat(polar_rotation(grads)))
+    face_grad[basis, face] = grads
 
-    frames = triangle_frames(rest, head.faces)[face_ids]  # [N, 3, 3]
-    offset_world = (frames @ offsets.double()[..., None])[..., 0]  # [N, 3]
-    g = grads[:, face_ids]  # [E, N, 3, 3]
-    delta_means = interpolate(dirs, head.faces, face_ids, bary.double())
-    delta_means = delta_means + ((g - eye) @ offset_world[..., None])[..., 0]
-    axes = quat_to_matrix(quats.double())  # [N, 3, 3], columns = Gaussian axes
-    stretch = (g @ axes).norm(dim=-2)  # [E, N, 3]: |F a_i|
-    delta_log_scales = torch.log(stretch.clamp_min(1e-8))
-    n, e = face_ids.shape[0], dirs.shape[0]
+    delta_means = interpolate(dirs, head.faces, face_ids, bary.double())  # [E, N, 3]
+    delta_log_scales = torch.zeros(e, n, 3, dtype=rest.dtype)
+    k, i = torch.nonzero(touched[:, face_ids], as_tuple=True)  # (basis, Gaussian) pairs that move
+    g = face_grad[k, face_ids[i]]  # [M, 3, 3]
+    frames = triangle_frames(rest, head.faces[face_ids[i]])  # [M, 3, 3]
+    offset_world = (frames @ offsets.double()[i, :, None])[..., 0]
+    delta_means[k, i] += ((g - torch.eye(3, dtype=g.dtype)) @ offset_world[..., None])[..., 0]
+    axes = quat_to_matrix(quats.double()[i])  # columns = Gaussian axes
+    delta_log_scales[k, i] = torch.log((g @ axes).norm(dim=-2).clamp_min(1e-8))  # log |F a_j|
     return {
         "delta_means": delta_means.float(),
         "delta_rotations": face_rot[:, face_ids].float(),

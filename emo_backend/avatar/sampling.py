@@ -10,10 +10,10 @@ not crowd each other, so thin folds keep their density on both sides.
 
 from __future__ import annotations
 
-import heapq
 import math
 
 import numpy as np
+from numba import njit
 import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
@@ -71,26 +71,54 @@ def eliminate_samples(
     src, dst, pw = src[order], dst[order], pw[order]
     indptr = np.searchsorted(src, np.arange(total + 1))
     weight = np.bincount(src, weights=pw, minlength=total)
-
-    alive = np.ones(total, dtype=bool)
-    # Max-heap with lazy deletion: stale entries (weight changed since pushed) are skipped.
-    heap = [(-w, i) for i, w in enumerate(weight.tolist())]
-    heapq.heapify(heap)
-    remaining = total
-    while remaining > count:
-        neg_w, i = heapq.heappop(heap)
-        if not alive[i] or -neg_w != weight[i]:
-            continue
-        alive[i] = False
-        remaining -= 1
-        lo, hi = indptr[i], indptr[i + 1]
-        nbrs, w = dst[lo:hi], pw[lo:hi]
-        live = alive[nbrs]
-        nbrs, w = nbrs[live], w[live]
-        weight[nbrs] -= w
-        for j, wj in zip(nbrs.tolist(), weight[nbrs].tolist()):
-            heapq.heappush(heap, (-wj, j))
+    alive = _eliminate(weight, indptr.astype(np.int64), dst.astype(np.int64), pw.astype(np.float64), count)
     return np.flatnonzero(alive)
+
+
+@njit(cache=True)
+def _heavier(weight: np.ndarray, a: int, b: int) -> bool:
+    # Ties go to the lower index, so the result does not depend on heap layout.
+    return weight[a] > weight[b] or (weight[a] == weight[b] and a < b)
+
+
+@njit(cache=True)
+def _sift_down(heap: np.ndarray, pos: np.ndarray, weight: np.ndarray, size: int, i: int) -> None:
+    while True:
+        left, right, top = 2 * i + 1, 2 * i + 2, i
+        if left < size and _heavier(weight, heap[left], heap[top]):
+            top = left
+        if right < size and _heavier(weight, heap[right], heap[top]):
+            top = right
+        if top == i:
+            return
+        heap[i], heap[top] = heap[top], heap[i]
+        pos[heap[i]] = i
+        pos[heap[top]] = top
+        i = top
+
+
+@njit(cache=True)
+def _eliminate(weight: np.ndarray, indptr: np.ndarray, dst: np.ndarray, pw: np.ndarray, count: int) -> np.ndarray:
+    """Indexed max-heap on weight: pop the most crowded sample, lower its neighbours' weights, repeat."""
+    size = weight.shape[0]
+    heap = np.arange(size)
+    pos = np.arange(size)
+    for i in range(size // 2 - 1, -1, -1):
+        _sift_down(heap, pos, weight, size, i)
+    alive = np.ones(size, dtype=np.bool_)
+    while size > count:
+        top = heap[0]
+        alive[top] = False
+        size -= 1
+        heap[0] = heap[size]
+        pos[heap[0]] = 0
+        _sift_down(heap, pos, weight, size, 0)
+        for e in range(indptr[top], indptr[top + 1]):
+            j = dst[e]
+            if alive[j]:
+                weight[j] -= pw[e]  # lighter now: it can only move down the max-heap
+                _sift_down(heap, pos, weight, size, pos[j])
+    return alive
 
 
 def poisson_disk_sample(

@@ -333,6 +333,7 @@ class DatasetWriter:
         if split not in SPLITS:
             raise ValueError(f"split {split!r} is not one of {SPLITS}")
 
+        self._first_size: tuple[int, int] | None = None
         incoming = self.root / ".incoming"
         incoming.mkdir(exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{clip_id}.", dir=incoming))
@@ -380,6 +381,8 @@ class DatasetWriter:
 
         clip = ClipInfo(clip_id, identity, emotion, float(intensity), num_frames, audio_rel,
                         TRACKED if tracking is not None else AWAITING_TRACKING, masks is not None, text, source or {})
+        if tuple(self.info.resolution) == (0, 0):
+            self.info.resolution = self._first_size
         if identity not in self.info.identities:
             self.info.identities.append(identity)
         self.info.clips[clip_id] = clip
@@ -402,11 +405,12 @@ class DatasetWriter:
             if not rgb and a.ndim != 2:
                 raise ValueError(f"clip {clip_id!r} {what} {i}: expected [H, W] mask, got shape {list(a.shape)}")
             h, w = a.shape[:2]
-            if self.info.resolution == (0, 0):
-                self.info.resolution = (w, h)
-            if (w, h) != tuple(self.info.resolution):
+            expected = tuple(self.info.resolution) if tuple(self.info.resolution) != (0, 0) else self._first_size
+            if expected is None:
+                self._first_size = expected = (w, h)  # the first clip sets the dataset's resolution
+            if (w, h) != expected:
                 raise ValueError(f"clip {clip_id!r} {what} {i}: size {w}x{h} differs from the dataset's "
-                                 f"{self.info.resolution[0]}x{self.info.resolution[1]}")
+                                 f"{expected[0]}x{expected[1]}")
             Image.fromarray(a).save(folder / frame_name(i), compress_level=1)
             count += 1
         return count
@@ -463,24 +467,72 @@ def iter_frames(
             if len(cache) > 8:
                 cache.pop(next(iter(cache)))
             cache[clip_id] = dataset.load_tracking(clip_id)
-        t = cache[clip_id]
-        clip = dataset.clip(clip_id)
-        image = torch.from_numpy(dataset.load_frame(clip_id, i).astype(np.float32) / 255.0) if load_images else torch.empty(0)
-        mask = dataset.load_mask(clip_id, i) if load_images else None
-        yield FrameRecord(
-            clip_id=clip_id,
-            frame_index=i,
-            time_s=i / dataset.info.fps,
-            image=image,
-            mask=None if mask is None else torch.from_numpy(mask),
-            expression=torch.from_numpy(t.expression[i].copy()),
-            pose=torch.from_numpy(t.pose[i].copy()),
-            translation=torch.from_numpy(t.translation[i].copy()),
-            identity=torch.from_numpy(t.identity.copy()),
-            K=torch.from_numpy(t.K[i].copy()),
-            viewmat=torch.from_numpy(t.viewmat[i].copy()),
-            landmarks2d=None if t.landmarks2d is None else torch.from_numpy(t.landmarks2d[i].copy()),
-            blink=None if t.blink is None else torch.from_numpy(t.blink[i].copy()),
-            emotion=clip.emotion_index,
-            intensity=clip.intensity,
-        )
+        yield _record(dataset, clip_id, i, cache[clip_id], load_images)
+
+
+def _record(dataset: Dataset, clip_id: str, i: int, t: ClipTracking, load_images: bool) -> FrameRecord:
+    clip = dataset.clip(clip_id)
+    image = torch.from_numpy(dataset.load_frame(clip_id, i).astype(np.float32) / 255.0) if load_images else torch.empty(0)
+    mask = dataset.load_mask(clip_id, i) if load_images else None
+    return FrameRecord(
+        clip_id=clip_id,
+        frame_index=i,
+        time_s=i / dataset.info.fps,
+        image=image,
+        mask=None if mask is None else torch.from_numpy(mask),
+        expression=torch.from_numpy(t.expression[i].copy()),
+        pose=torch.from_numpy(t.pose[i].copy()),
+        translation=torch.from_numpy(t.translation[i].copy()),
+        identity=torch.from_numpy(t.identity.copy()),
+        K=torch.from_numpy(t.K[i].copy()),
+        viewmat=torch.from_numpy(t.viewmat[i].copy()),
+        landmarks2d=None if t.landmarks2d is None else torch.from_numpy(t.landmarks2d[i].copy()),
+        blink=None if t.blink is None else torch.from_numpy(t.blink[i].copy()),
+        emotion=clip.emotion_index,
+        intensity=clip.intensity,
+    )
+
+
+class FrameDataset(torch.utils.data.Dataset):
+    """Map-style view of a split's frames for `torch.utils.data.DataLoader` (shuffling, workers).
+
+    Use `collate_frames` as the loader's `collate_fn`. Tracking is cached per
+    clip inside each worker.
+    """
+
+    def __init__(self, dataset: Dataset, split: str) -> None:
+        self.dataset = dataset
+        ids = dataset.clip_ids(split)
+        awaiting = [c for c in ids if dataset.clip(c).tracking == AWAITING_TRACKING]
+        if awaiting:
+            dataset.load_tracking(awaiting[0])  # raises the clear "awaiting tracking" error
+        self.index = [(c, i) for c in ids for i in range(dataset.clip(c).num_frames)]
+        self._tracking: dict[str, ClipTracking] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> FrameRecord:
+        clip_id, i = self.index[k]
+        if clip_id not in self._tracking:
+            if len(self._tracking) > 8:
+                self._tracking.pop(next(iter(self._tracking)))
+            self._tracking[clip_id] = self.dataset.load_tracking(clip_id)
+        return _record(self.dataset, clip_id, i, self._tracking[clip_id], load_images=True)
+
+
+def collate_frames(records: list[FrameRecord]) -> dict[str, object]:
+    """Stack FrameRecords into a batch dict: tensors get a leading [B]; optional fields are None unless all have them."""
+    batch: dict[str, object] = {
+        "clip_id": [r.clip_id for r in records],
+        "frame_index": torch.tensor([r.frame_index for r in records]),
+        "time_s": torch.tensor([r.time_s for r in records], dtype=torch.float64),
+        "emotion": torch.tensor([r.emotion for r in records]),
+        "intensity": torch.tensor([r.intensity for r in records], dtype=torch.float32),
+    }
+    for name in ("image", "expression", "pose", "translation", "identity", "K", "viewmat"):
+        batch[name] = torch.stack([getattr(r, name) for r in records])
+    for name in ("mask", "landmarks2d", "blink"):
+        values = [getattr(r, name) for r in records]
+        batch[name] = torch.stack(values) if all(v is not None for v in values) else None
+    return batch

@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from emo_backend.emotion.space import EMOTIONS  # DESIGN.md's order of the eight MEAD categories
 from emo_backend.errors import InvalidFileError
 from emo_backend.head.model import JOINT_NAMES
 
 FORMAT = "emosplat-dataset"
 VERSION = 1
 
-# DESIGN.md's emotion order (the eight MEAD categories). The emotion module indexes the same way.
-EMOTIONS: tuple[str, ...] = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
 SPLITS: tuple[str, ...] = ("train", "test")
 
 TRACKED = "tracked"

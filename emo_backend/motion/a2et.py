@@ -82,6 +82,9 @@ class A2ET(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
+        # Feature normalisation fitted on the training set; saved with the weights.
+        self.register_buffer("feature_mean", torch.zeros(cfg.audio_dim))
+        self.register_buffer("feature_std", torch.ones(cfg.audio_dim))
         self.audio_in = nn.Sequential(nn.Linear(cfg.audio_dim, d), nn.GELU(), nn.Linear(d, d))
         self.position = nn.Conv1d(d, d, cfg.conv_kernel, padding=cfg.conv_kernel // 2, groups=d)
         self.emotion = EmotionEncoder(d)
@@ -97,7 +100,7 @@ class A2ET(nn.Module):
 
     def forward(self, audio: Tensor, weights: Tensor, intensity: Tensor) -> Motion:
         """audio [B, F, Da], weights [B, F, 8], intensity [B, F] -> Motion."""
-        x = self.audio_in(audio)
+        x = self.audio_in((audio - self.feature_mean) / self.feature_std)
         # Zero padding at the clip ends; the mask below keeps attention inside the clip.
         x = x + self.position(x.transpose(1, 2)).transpose(1, 2)
         emotion_token, intensity_token = self.emotion(weights, intensity)

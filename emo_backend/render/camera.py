@@ -57,3 +57,25 @@ def project_points(points: Tensor, viewmat: Tensor, K: Tensor) -> tuple[Tensor, 
     uv = cam[..., :2] / z[..., None]
     pixels = uv * torch.stack([K[0, 0], K[1, 1]]) + torch.stack([K[0, 2], K[1, 2]])
     return pixels, z
+
+
+# OpenGL/NeRF cameras look down -Z with +Y up; OpenCV's look down +Z with +Y down: flip camera Y and Z.
+_OPENGL_TO_OPENCV_AXES = (1.0, -1.0, -1.0)
+
+
+def opengl_c2w_to_viewmat(c2w: Tensor) -> Tensor:
+    """OpenGL/NeRF camera-to-world [..., 4, 4] (as in transforms.json) -> our OpenCV viewmat [..., 4, 4].
+
+    Flips the camera's Y and Z axes (the columns of the rotation), then inverts
+    the rigid transform. Accepts numpy arrays too; returns a float32 tensor.
+    """
+    c2w = torch.as_tensor(c2w, dtype=torch.float64)
+    flip = torch.tensor(_OPENGL_TO_OPENCV_AXES, dtype=torch.float64)
+    rot = c2w[..., :3, :3] * flip  # scales columns: camera axes expressed in world
+    centre = c2w[..., :3, 3]
+    viewmat = torch.zeros(c2w.shape[:-2] + (4, 4), dtype=torch.float64)
+    rot_t = rot.transpose(-1, -2)
+    viewmat[..., :3, :3] = rot_t
+    viewmat[..., :3, 3] = -(rot_t @ centre[..., None])[..., 0]
+    viewmat[..., 3, 3] = 1.0
+    return viewmat.to(torch.float32)

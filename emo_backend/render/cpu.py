@@ -54,32 +54,41 @@ def _project(
         op = np.float64(opacities[i])
         if opacity_radius and not (op >= ALPHA_THRESHOLD):
             continue
-        # rotation from the normalised quaternion
+        # rotation from the normalised quaternion (scalars only: no allocation in the parallel loop)
         qw = np.float64(quats[i, 0])
         qx = np.float64(quats[i, 1])
         qy = np.float64(quats[i, 2])
         qz = np.float64(quats[i, 3])
-        qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        qn = max(qn, 1e-12)
+        qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
         qw /= qn
         qx /= qn
         qy /= qn
         qz /= qn
-        rot = np.empty((3, 3))
-        rot[0, 0] = 1 - 2 * (qy * qy + qz * qz)
-        rot[0, 1] = 2 * (qx * qy - qw * qz)
-        rot[0, 2] = 2 * (qx * qz + qw * qy)
-        rot[1, 0] = 2 * (qx * qy + qw * qz)
-        rot[1, 1] = 1 - 2 * (qx * qx + qz * qz)
-        rot[1, 2] = 2 * (qy * qz - qw * qx)
-        rot[2, 0] = 2 * (qx * qz - qw * qy)
-        rot[2, 1] = 2 * (qy * qz + qw * qx)
-        rot[2, 2] = 1 - 2 * (qx * qx + qy * qy)
-        # camera-space R S: W (rot diag(s))
-        cm = np.empty((3, 3))
-        for r in range(3):
-            for c in range(3):
-                cm[r, c] = (viewmat[r, 0] * rot[0, c] + viewmat[r, 1] * rot[1, c] + viewmat[r, 2] * rot[2, c]) * scales[i, c]
+        r00 = 1 - 2 * (qy * qy + qz * qz)
+        r01 = 2 * (qx * qy - qw * qz)
+        r02 = 2 * (qx * qz + qw * qy)
+        r10 = 2 * (qx * qy + qw * qz)
+        r11 = 1 - 2 * (qx * qx + qz * qz)
+        r12 = 2 * (qy * qz - qw * qx)
+        r20 = 2 * (qx * qz - qw * qy)
+        r21 = 2 * (qy * qz + qw * qx)
+        r22 = 1 - 2 * (qx * qx + qy * qy)
+        sx = np.float64(scales[i, 0])
+        sy = np.float64(scales[i, 1])
+        sz = np.float64(scales[i, 2])
+        # camera-space R S, row by row: m_r = (W_r0 R_0c + W_r1 R_1c + W_r2 R_2c) s_c
+        w0, w1, w2 = viewmat[0, 0], viewmat[0, 1], viewmat[0, 2]
+        m00 = (w0 * r00 + w1 * r10 + w2 * r20) * sx
+        m01 = (w0 * r01 + w1 * r11 + w2 * r21) * sy
+        m02 = (w0 * r02 + w1 * r12 + w2 * r22) * sz
+        w0, w1, w2 = viewmat[1, 0], viewmat[1, 1], viewmat[1, 2]
+        m10 = (w0 * r00 + w1 * r10 + w2 * r20) * sx
+        m11 = (w0 * r01 + w1 * r11 + w2 * r21) * sy
+        m12 = (w0 * r02 + w1 * r12 + w2 * r22) * sz
+        w0, w1, w2 = viewmat[2, 0], viewmat[2, 1], viewmat[2, 2]
+        m20 = (w0 * r00 + w1 * r10 + w2 * r20) * sx
+        m21 = (w0 * r01 + w1 * r11 + w2 * r21) * sy
+        m22 = (w0 * r02 + w1 * r12 + w2 * r22) * sz
         u = min(lim_x_pos, max(-lim_x_neg, tx / tz))
         v = min(lim_y_pos, max(-lim_y_neg, ty / tz))
         # rows of J (2x3) times cm -> 2x3, then cov2d = (J cm)(J cm)^T
@@ -87,12 +96,12 @@ def _project(
         j02 = -fx * u / tz
         j11 = fy / tz
         j12 = -fy * v / tz
-        a0 = j00 * cm[0, 0] + j02 * cm[2, 0]
-        a1 = j00 * cm[0, 1] + j02 * cm[2, 1]
-        a2 = j00 * cm[0, 2] + j02 * cm[2, 2]
-        b0 = j11 * cm[1, 0] + j12 * cm[2, 0]
-        b1 = j11 * cm[1, 1] + j12 * cm[2, 1]
-        b2 = j11 * cm[1, 2] + j12 * cm[2, 2]
+        a0 = j00 * m00 + j02 * m20
+        a1 = j00 * m01 + j02 * m21
+        a2 = j00 * m02 + j02 * m22
+        b0 = j11 * m10 + j12 * m20
+        b1 = j11 * m11 + j12 * m21
+        b2 = j11 * m12 + j12 * m22
         ca = a0 * a0 + a1 * a1 + a2 * a2 + eps2d
         cb = a0 * b0 + a1 * b1 + a2 * b2
         cc = b0 * b0 + b1 * b1 + b2 * b2 + eps2d
@@ -130,37 +139,89 @@ def _tile_rect(mx, my, rx, ry, tiles_x, tiles_y):
 
 
 @njit(parallel=True, cache=True)
-def _bin(means2d, radii, depths, tiles_x, tiles_y):
-    """-> offsets [tiles+1] int64, ids [n_isects] int32: per tile, Gaussian ids front to back."""
-    n = means2d.shape[0]
-    n_tiles = tiles_x * tiles_y
-    counts = np.zeros(n_tiles + 1, dtype=np.int64)
+def _sorted_visible(depths, radii, n_chunks):
+    """Visible Gaussian ids ordered by (depth, id): gsplat's stable depth order.
+
+    Keys pack the float32 depth's bits (depth > 0 after culling, so the bits sort as
+    the values do) above the id; chunks are sorted in parallel, then merged.
+    """
+    n = depths.shape[0]
+    depth_bits = depths.view(np.int32)
+    n_vis = 0
     for i in range(n):
-        if radii[i, 0] <= 0 and radii[i, 1] <= 0:
-            continue
+        if radii[i, 0] > 0 or radii[i, 1] > 0:
+            n_vis += 1
+    keys = np.empty(n_vis, np.int64)
+    k = 0
+    for i in range(n):
+        if radii[i, 0] > 0 or radii[i, 1] > 0:
+            keys[k] = (np.int64(depth_bits[i]) << 32) | i
+            k += 1
+    bounds = np.linspace(0, n_vis, n_chunks + 1).astype(np.int64)
+    for c in prange(n_chunks):
+        keys[bounds[c]:bounds[c + 1]] = np.sort(keys[bounds[c]:bounds[c + 1]])
+    width = 1
+    while width < n_chunks:  # pairwise merges of sorted runs
+        merged = np.empty_like(keys)
+        for c in range(0, n_chunks, 2 * width):
+            lo = bounds[c]
+            mid = bounds[min(c + width, n_chunks)]
+            hi = bounds[min(c + 2 * width, n_chunks)]
+            a, b, o = lo, mid, lo
+            while a < mid and b < hi:
+                if keys[a] <= keys[b]:
+                    merged[o] = keys[a]
+                    a += 1
+                else:
+                    merged[o] = keys[b]
+                    b += 1
+                o += 1
+            while a < mid:
+                merged[o] = keys[a]
+                a += 1
+                o += 1
+            while b < hi:
+                merged[o] = keys[b]
+                b += 1
+                o += 1
+        keys = merged
+        width *= 2
+    order = np.empty(n_vis, np.int32)
+    for k in range(n_vis):
+        order[k] = np.int32(keys[k] & 0xFFFFFFFF)
+    return order
+
+
+@njit(cache=True)
+def _bin(means2d, radii, order, tiles_x, tiles_y):
+    """-> offsets [tiles+1] int64, ids [n_isects] int32: per tile, Gaussian ids front to back.
+
+    Filling the tiles while walking `order` (front to back) leaves every tile's list sorted.
+    """
+    n_tiles = tiles_x * tiles_y
+    n = order.shape[0]
+    rects = np.empty((n, 4), np.int32)
+    counts = np.zeros(n_tiles + 1, dtype=np.int64)
+    for k in range(n):
+        i = order[k]
         x0, y0, x1, y1 = _tile_rect(means2d[i, 0], means2d[i, 1], radii[i, 0], radii[i, 1], tiles_x, tiles_y)
+        rects[k, 0] = x0
+        rects[k, 1] = y0
+        rects[k, 2] = x1
+        rects[k, 3] = y1
         for ty in range(y0, y1):
             for tx in range(x0, x1):
                 counts[ty * tiles_x + tx + 1] += 1
     offsets = np.cumsum(counts)
     ids = np.empty(offsets[-1], dtype=np.int32)
     fill = offsets[:-1].copy()
-    for i in range(n):
-        if radii[i, 0] <= 0 and radii[i, 1] <= 0:
-            continue
-        x0, y0, x1, y1 = _tile_rect(means2d[i, 0], means2d[i, 1], radii[i, 0], radii[i, 1], tiles_x, tiles_y)
-        for ty in range(y0, y1):
-            for tx in range(x0, x1):
+    for k in range(n):
+        i = order[k]
+        for ty in range(rects[k, 1], rects[k, 3]):
+            for tx in range(rects[k, 0], rects[k, 2]):
                 t = ty * tiles_x + tx
                 ids[fill[t]] = i
                 fill[t] += 1
-    for t in prange(n_tiles):
-        start, end = offsets[t], offsets[t + 1]
-        if end - start > 1:
-            seg = ids[start:end].copy()
-            order = np.argsort(depths[seg], kind="mergesort")  # stable: equal depths keep index order, as gsplat
-            for k in range(end - start):
-                ids[start + k] = seg[order[k]]
     return offsets, ids
 
 
@@ -294,7 +355,8 @@ def render_cpu_state(
              means2d, conics, depths, radii)
     tiles_x = -(-width // TILE_SIZE)
     tiles_y = -(-height // TILE_SIZE)
-    offsets, ids = _bin(means2d, radii, depths, tiles_x, tiles_y)
+    order = _sorted_visible(depths, radii, max(1, numba.get_num_threads()))
+    offsets, ids = _bin(means2d, radii, order, tiles_x, tiles_y)
     bg = np.zeros(3, np.float32) if background is None else _f32(background).reshape(3)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)

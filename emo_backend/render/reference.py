@@ -36,8 +36,15 @@ def reference_render(
     width: int,
     height: int,
     background: np.ndarray | None = None,  # [3]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] (sum w z / alpha; 0 where alpha is 0), float64."""
+    return_ambiguous: bool = False,
+    ambiguity: float = 1e-4,
+):
+    """-> rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] (sum w z / alpha; 0 where alpha is 0), float64.
+
+    With `return_ambiguous`, also a bool mask [H, W] of pixels where a cut-off decision
+    (alpha vs 1/255, T(1-alpha) vs 1e-4) was within a relative `ambiguity` of its
+    threshold: there a float32 renderer may rightly decide the other way.
+    """
     args = [np.asarray(a, dtype=np.float64) for a in (means, quats, scales, opacities, colors, viewmat, K)]
     means, quats, scales, opacities, colors, viewmat, K = args
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
@@ -66,12 +73,15 @@ def reference_render(
     rgb = np.zeros((height, width, 3))
     depth_sum = np.zeros((height, width))
     done = np.zeros((height, width), dtype=bool)
+    ambiguous = np.zeros((height, width), dtype=bool)
     for z, i, m, inv, o in splats:
         d = np.stack([px - m[0], py - m[1]], -1)
         power = 0.5 * np.einsum("...i,ij,...j->...", d, inv, d)
         alpha = np.minimum(MAX_ALPHA, o * np.exp(-power))
         hit = ~done & (power >= 0) & (alpha >= ALPHA_THRESHOLD)
         next_T = T * (1 - alpha)
+        ambiguous |= ~done & (np.abs(alpha / ALPHA_THRESHOLD - 1) < ambiguity)
+        ambiguous |= ~done & (alpha >= ALPHA_THRESHOLD) & (np.abs(next_T / TRANSMITTANCE_STOP - 1) < ambiguity)
         stop = hit & (next_T <= TRANSMITTANCE_STOP)
         done |= stop
         hit &= ~stop
@@ -83,4 +93,6 @@ def reference_render(
     if background is not None:
         rgb += T[..., None] * np.asarray(background, dtype=np.float64)
     depth = np.where(alpha_img > 0, depth_sum / np.maximum(alpha_img, 1e-10), 0.0)
+    if return_ambiguous:
+        return rgb, alpha_img[..., None], depth[..., None], ambiguous
     return rgb, alpha_img[..., None], depth[..., None]

@@ -144,26 +144,28 @@ def test_quad_of_two_triangles_has_no_cracks_or_overlaps():
     second = rasterize_mesh(verts, faces[1:], EYE, K, W, H).face_id >= 0
     assert not np.any(first & second)  # a centre on the shared edge belongs to exactly one triangle
     np.testing.assert_array_equal(both >= 0, first | second)
-    quad = Delaunay(np.array(uv))
+    # Centres strictly inside the convex outline (centres exactly on it are the fill rule's to decide).
     ys, xs = np.mgrid[0:H, 0:W] + 0.5
-    strictly_inside = quad.find_simplex(np.stack([xs, ys], -1), tol=-1e-9) >= 0
-    # Drop centres exactly on the outline (those are the fill rule's to decide); everything else must be covered.
-    on_outline = np.zeros_like(strictly_inside)
+    strictly_inside = np.ones((H, W), bool)
     for a, b in zip(uv, uv[1:] + uv[:1]):
-        cross = (b[0] - a[0]) * (ys - a[1]) - (b[1] - a[1]) * (xs - a[0])
-        on_outline |= cross == 0
-    holes = strictly_inside & ~on_outline & (both < 0)
+        strictly_inside &= (b[0] - a[0]) * (ys - a[1]) - (b[1] - a[1]) * (xs - a[0]) > 0  # outline runs clockwise on screen
+    assert strictly_inside.sum() > 1000
+    holes = strictly_inside & (both < 0)
     assert holes.sum() == 0
 
 
 def test_axis_aligned_square_follows_top_left_rule():
     # Square with edges on pixel centres: left/top edges are in, right/bottom edges are out.
-    uv = [(2.5, 3.5), (30.5, 3.5), (30.5, 20.5), (2.5, 20.5)]
-    verts = unproject(uv, [2.0] * 4)
-    face_id = rasterize_mesh(verts, np.array([[0, 1, 2], [0, 2, 3]]), EYE, K, W, H).face_id
-    covered = face_id >= 0
-    assert covered.sum() == 28 * 17
-    assert covered[3, 2] and covered[19, 29] and not covered[20, 2] and not covered[3, 30]
+    # Its 45° diagonal runs through 27 pixel centres, each owned by exactly one triangle.
+    uv = [(2.5, 3.5), (30.5, 3.5), (30.5, 31.5), (2.5, 31.5)]
+    verts = unproject(uv, [2.0, 2.5, 3.0, 2.5])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    covered = rasterize_mesh(verts, faces, EYE, K, W, H).face_id >= 0
+    assert covered.sum() == 28 * 28
+    assert covered[3, 2] and covered[30, 29] and not covered[31, 2] and not covered[3, 30]
+    first = rasterize_mesh(verts, faces[:1], EYE, K, W, H).face_id >= 0
+    second = rasterize_mesh(verts, faces[1:], EYE, K, W, H).face_id >= 0
+    assert not np.any(first & second) and first.sum() + second.sum() == 28 * 28
 
 
 def test_jittered_grid_mesh_is_watertight():

@@ -7,9 +7,11 @@ the phoneme (`aI` opens then spreads; `oU` rounds further).
 Blend: Cohen & Massaro (1993). Every viseme target k has, per output channel
 c, a dominance function centred on its time t_k,
 
-    D_kc(t) = alpha_kc * exp(-theta * |t - t_k|)     theta = theta_before (t < t_k) or theta_after,
+    D_kc(t) = alpha_kc * exp(-theta * d(t - t_k))    theta = theta_before (t < t_k) or theta_after,
 
-and each channel is the dominance-weighted mean of the targets:
+where d(tau) = sqrt(tau^2 + eps^2) - eps is |tau| rounded off within ~eps of
+the centre (the plain c = 1 exponential has a cusp there that shows as a jerk).
+Each channel is the dominance-weighted mean of the targets:
 F_c(t) = sum_k D_kc(t) T_kc / sum_k D_kc(t). Segments that do not care about a
 channel have low dominance on it (a /t/ does not care about rounding, so the
 rounding of a neighbouring /u:/ spreads over it: anticipatory coarticulation).
@@ -66,7 +68,7 @@ _LIP_SHAPE = _ROUNDING + _SPREAD
 # jaw: FLAME-style jaw pose about +X, about 0.25 rad for a wide-open "ah".
 VISEMES: dict[str, Viseme] = {v.name: v for v in (
     Viseme("sil", 0.0, {}, 0.6),
-    Viseme("PP", 0.0, {"AU24": 0.8, "AU23": 0.5, "AU17": 0.3}, 2.5),                  # p b m: lips sealed
+    Viseme("PP", 0.0, {"AU24": 0.8, "AU23": 0.5, "AU17": 0.3}, 1.5),                  # p b m: lips sealed
     Viseme("FF", 0.04, {"AU25": 0.3, "AU10": 0.2, "AU16": 0.1}, 2.0, _LIP_SHAPE),     # f v: lower lip to teeth
     Viseme("TH", 0.06, {"AU25": 0.5}, 1.2, _LIP_SHAPE),                              # T D: tongue between teeth
     Viseme("DD", 0.05, {"AU25": 0.45}, 0.9, _LIP_SHAPE),                             # t d n l
@@ -91,12 +93,13 @@ PHONEME_VISEMES: dict[str, tuple[str, ...]] = {
     "t": ("DD",), "d": ("DD",), "t#": ("DD",), "d#": ("DD",), "n": ("DD",), "n-": ("DD",), "l": ("DD",),
     "l/": ("DD",), "l#": ("DD",), "t2": ("DD",), "d2": ("DD",), "n2": ("DD",),
     "k": ("KK",), "g": ("KK",), "N": ("KK",), "h": ("KK",), "x": ("KK",), "?": ("KK",), "j": ("EE",),
+    ";": ("EE",),  # espeak's linking y-glide between a front vowel and the next vowel ("the other")
     "tS": ("CH",), "dZ": ("CH",), "S": ("CH",), "Z": ("CH",),
     "s": ("SS",), "z": ("SS",), "C": ("SS",),
     "r": ("RR",), "r-": ("RR",), "*": ("DD",), "w": ("WW",), "W": ("WW",),
     # monophthong vowels
     "a": ("AA",), "aa": ("AA",), "a#": ("EH",), "A:": ("AA",), "A@": ("AA", "RR"), "A": ("AA",), "V": ("AA",),
-    "E": ("EH",), "E2": ("EH",), "E3": ("EH",), "e": ("EH",), "@": ("EH",), "@2": ("EH",), "@5": ("EH",),
+    "E": ("EH",), "E2": ("EH",), "E3": ("EH",), "e": ("EH",), "@": ("EH",), "@2": ("EH",), "@5": ("EH",), "@-": ("EH",),
     "@L": ("EH", "DD"), "3": ("EH", "RR"), "3:": ("EH", "RR"), "a2": ("EH",), "I2": ("EE",), "I#": ("EE",),
     "i": ("EE",), "i:": ("EE",), "I": ("EE",), "y": ("UU",),
     "0": ("OH",), "O": ("OH",), "O:": ("OH",), "O2": ("OH",), "O@": ("OH", "RR"), "o@": ("OH", "RR"),
@@ -122,10 +125,34 @@ def phoneme_visemes(symbol: str) -> tuple[str, ...]:
     return ("EH",)  # an unknown vowel-like sound: a neutral half-open mouth
 
 
+# ARPAbet (CMUdict, pocketsphinx and other aligners' phone sets) -> the espeak mnemonic with the same mouth.
+# Stress digits are dropped first; unstressed AH (AH0) is a schwa.
+ARPABET_TO_ESPEAK: dict[str, str] = {
+    "AA": "A:", "AE": "a", "AH": "V", "AH0": "@", "AO": "O:", "AW": "aU", "AY": "aI", "B": "b", "CH": "tS",
+    "D": "d", "DH": "D", "EH": "E", "ER": "3:", "EY": "eI", "F": "f", "G": "g", "HH": "h", "IH": "I", "IY": "i:",
+    "JH": "dZ", "K": "k", "L": "l", "M": "m", "N": "n", "NG": "N", "OW": "oU", "OY": "OI", "P": "p", "R": "r",
+    "S": "s", "SH": "S", "T": "t", "TH": "T", "UH": "U", "UW": "u:", "V": "v", "W": "w", "Y": "j", "Z": "z",
+    "ZH": "Z",
+}
+ALPHABETS = ("espeak", "arpabet")
+
+
+def arpabet_to_espeak(symbol: str) -> str:
+    """An ARPAbet phone ("AH0", "b", "SIL", "+NSN+") -> espeak mnemonic; silence and noise -> "_"."""
+    upper = symbol.upper()
+    if upper in ARPABET_TO_ESPEAK:
+        return ARPABET_TO_ESPEAK[upper]
+    base = upper.rstrip("012")
+    if base in ARPABET_TO_ESPEAK:
+        return ARPABET_TO_ESPEAK[base]
+    return "_"  # SIL, SP, noise markers and anything unknown: the mouth rests
+
+
 # Dominance decay rates in 1/s: the mouth prepares for a segment earlier than it leaves it.
 THETA_BEFORE = 22.0
 THETA_AFTER = 30.0
 CLOSURE_RAMP_S = 0.05
+CUSP_SOFTENING_S = 0.03
 
 
 def _targets(phonemes: Sequence[tuple[str, float, float]]) -> list[tuple[float, Viseme]]:
@@ -146,13 +173,19 @@ def _targets(phonemes: Sequence[tuple[str, float, float]]) -> list[tuple[float, 
     return out
 
 
-def _as_tuples(phonemes: Iterable) -> list[tuple[str, float, float]]:
+def _as_tuples(phonemes: Iterable, alphabet: str = "espeak") -> list[tuple[str, float, float]]:
+    """(espeak symbol, start, end) sorted by start, pauses left out (the gaps become rest targets)."""
+    if alphabet not in ALPHABETS:
+        raise ValueError(f"unknown phoneme alphabet {alphabet!r}; use one of {ALPHABETS}")
     out = []
     for p in phonemes:
         symbol, start, end = (p.symbol, p.start_s, p.end_s) if hasattr(p, "symbol") else p
         if not (math.isfinite(start) and math.isfinite(end)) or end < start:
             raise ValueError(f"phoneme {symbol!r} has a bad span [{start}, {end}]")
-        out.append((str(symbol), float(start), float(end)))
+        symbol = arpabet_to_espeak(str(symbol)) if alphabet == "arpabet" else str(symbol)
+        if symbol.startswith("_"):
+            continue
+        out.append((symbol, float(start), float(end)))
     return sorted(out, key=lambda p: p[1])
 
 
@@ -171,9 +204,9 @@ def closure_weights(phonemes: Sequence[tuple[str, float, float]], times: np.ndar
     return weight
 
 
-def viseme_channels(phonemes: Iterable, times: np.ndarray) -> np.ndarray:
+def viseme_channels(phonemes: Iterable, times: np.ndarray, alphabet: str = "espeak") -> np.ndarray:
     """Blended mouth channels [F, C] (order `CHANNELS`) at `times` [F] seconds."""
-    phonemes = _as_tuples(phonemes)
+    phonemes = _as_tuples(phonemes, alphabet)
     times = np.asarray(times, np.float64)
     if not phonemes:
         return np.zeros((len(times), len(CHANNELS)), np.float32)
@@ -182,7 +215,9 @@ def viseme_channels(phonemes: Iterable, times: np.ndarray) -> np.ndarray:
     values = np.stack([v.target() for _, v in targets]).astype(np.float64)  # [K, C]
     alphas = np.stack([v.alphas() for _, v in targets]).astype(np.float64)  # [K, C]
     tau = times[:, None] - centres[None, :]                             # [F, K]
-    decay = np.exp(-np.where(tau < 0, THETA_BEFORE, THETA_AFTER) * np.abs(tau))
+    # |tau| softened near 0: the plain exponential has a cusp at each target that shows as a jerk.
+    distance = np.sqrt(tau**2 + CUSP_SOFTENING_S**2) - CUSP_SOFTENING_S
+    decay = np.exp(-np.where(tau < 0, THETA_BEFORE, THETA_AFTER) * distance)
     dominance = decay[:, :, None] * alphas[None]                        # [F, K, C]
     blended = (dominance * values[None]).sum(1) / np.maximum(dominance.sum(1), 1e-12)  # [F, C]
 
@@ -193,16 +228,20 @@ def viseme_channels(phonemes: Iterable, times: np.ndarray) -> np.ndarray:
     return blended.astype(np.float32)
 
 
-def viseme_curves(phonemes: Iterable, fps: float, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def viseme_curves(
+    phonemes: Iterable, fps: float, num_frames: int, alphabet: str = "espeak"
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-video-frame mouth motion: (expression [F, E] over ACTION_UNITS, jaw [F] radians).
 
-    `phonemes`: (symbol, start_s, end_s) tuples or `Phoneme`s. Frame i shows time
-    i / fps. Only mouth AUs are set; bilateral AUs get the same weight on both sides.
+    `phonemes`: (symbol, start_s, end_s) tuples or `Phoneme`s, symbols in espeak
+    mnemonics or (alphabet="arpabet") ARPAbet phones as forced aligners give them.
+    Frame i shows time i / fps. Only mouth AUs are set; bilateral AUs get the
+    same weight on both sides.
     """
     if fps <= 0 or num_frames < 0:
         raise ValueError(f"need fps > 0 and num_frames >= 0, got {fps}, {num_frames}")
     times = np.arange(num_frames, dtype=np.float64) / fps
-    channels = viseme_channels(phonemes, times)
+    channels = viseme_channels(phonemes, times, alphabet)
     expression = np.zeros((num_frames, len(ACTION_UNITS)), np.float32)
     for au in MOUTH_AUS:
         for idx in au_indices(au):

@@ -28,7 +28,7 @@ def random_scene(n: int, width: int, height: int, seed: int, dtype=torch.float32
     means = (cam_pts - t) @ R                     # camera -> world
     quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=g, dtype=torch.float64), dim=-1)
     quats = quats * (0.5 + rand(n, 1))            # not unit: renderers must normalise
-    scales = torch.exp(math.log(0.004) + 2.0 * rand(n, 3)) * z[:, None].abs()
+    scales = torch.exp(math.log(0.01) + 2.5 * rand(n, 3)) * z[:, None].abs()
     scales[: n // 10, 0] *= 0.05                  # flat splats
     opacities = rand(n)
     opacities[: n // 15] *= 0.004                 # some under 1/255

@@ -1,0 +1,139 @@
+"""The add-on and the backend together: IPC refusal, a backend dying mid-bake, and a full bake + composite."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sys
+from multiprocessing.connection import AuthenticationError, Client
+from pathlib import Path
+
+import numpy as np
+import pytest
+from addon_env import build_test_avatar
+
+pytestmark = pytest.mark.blender
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def backend(blender, addon, tmp_path):
+    b = addon.ipc.Backend(sys.executable, log_path=tmp_path / "backend.log")
+    b.start()
+    addon.ipc.set_current(b)
+    yield b
+    addon.ipc.set_current(None)
+
+
+def test_backend_refuses_a_wrong_key_and_keeps_serving(backend, addon):
+    w = addon.ipc.wire()
+    with pytest.raises(AuthenticationError):
+        Client((w.HOST, backend.port), authkey=secrets.token_bytes(32))
+    reply = backend.request({"type": "ping"})
+    assert reply["pong"] is True
+    status = backend.request({"type": "status"})
+    assert status["protocol"] == w.PROTOCOL_VERSION and isinstance(status["torch_cuda_available"], bool)
+    proc = backend.proc
+    backend.stop()
+    assert proc.poll() is not None  # stopping leaves no process behind
+
+
+def test_backend_dying_mid_bake_is_an_error_not_a_hang(blender, clean_scene, addon, tmp_path):
+    bpy = blender
+    scene = clean_scene
+    scene.frame_start, scene.frame_end = 1, 3
+    scene.render.resolution_x = scene.render.resolution_y = 32
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    bpy.ops.emosplat.add_avatar()
+    dying = addon.ipc.Backend(sys.executable, log_path=tmp_path / "backend.log",
+                              args=[str(HERE / "fake_backend_dies.py")])
+    dying.start()
+    addon.ipc.set_current(dying)
+    try:
+        with pytest.raises(RuntimeError, match="exit code 3"):
+            bpy.ops.emosplat.bake(what="SHOT", timeout=30)
+        assert scene.emosplat.status.startswith("error: the backend stopped (exit code 3)")
+        assert not scene.emosplat.baking
+        job = addon.bake.active_job()
+        assert job.finished and "simulated crash" in job.error  # the backend's last words reach the artist
+    finally:
+        addon.ipc.set_current(None)
+
+
+def _read_png(path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGBA")).astype(np.float64) / 255.0
+
+
+def test_bake_and_composite_put_the_avatar_behind_and_in_front_of_scene_geometry(blender, clean_scene, addon,
+                                                                                tmp_path):
+    """The key end-to-end test: real backend, real avatar, Workbench render, compositor merge by depth."""
+    bpy = blender
+    scene = clean_scene
+    scene.frame_start, scene.frame_end = 1, 2
+    scene.render.resolution_x = scene.render.resolution_y = 96
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"  # PNG in == PNG out, no filmic curve
+    shading = scene.display.shading
+    shading.light, shading.color_type, shading.single_color = "FLAT", "SINGLE", (1.0, 0.0, 0.0)
+    prefs = addon.preferences.get(bpy.context)
+    prefs.device = "cpu"
+    prefs.cache_folder = str(tmp_path / "cache")
+
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0.0, -0.6, 0.0), (math.pi / 2, 0.0, 0.0)
+    cam.data.lens = 75.0  # fx = 75 / 36 * 96 = 200 px
+    scene.camera = cam
+    bpy.ops.emosplat.add_avatar()
+    avatar = bpy.context.object
+    avatar.emosplat.avatar_path = build_test_avatar(tmp_path)
+    avatar.emosplat.auto_blink = False
+    # A small cube between the camera and the right half of the face.
+    bpy.ops.mesh.primitive_cube_add(size=0.04, location=(0.04, -0.3, 0.0))
+    cube = bpy.context.object
+    bpy.context.view_layer.objects.active = avatar
+
+    assert bpy.ops.emosplat.bake(what="SHOT", timeout=300) == {"FINISHED"}, scene.emosplat.status
+    assert scene.emosplat.status.startswith("baked 2 frames")
+    folder = Path(scene.emosplat.last_folder)
+    avatar_rgba = _read_png(folder / "avatar_0001.png")
+    assert (folder / "avatar_depth_0001.exr").is_file() and (folder / "shot.json").is_file()
+
+    tree = addon.compat.compositor_tree(scene, create=False)
+    owned = sorted(n.get("emosplat") for n in tree.nodes if n.get("emosplat"))
+    assert owned == ["avatar", "depth", "render_layers", "zcombine"]
+    bg = [b for b in cam.data.background_images if b.image is not None]
+    assert cam.data.show_background_images and len(bg) == 1 and bg[0].image.source == "SEQUENCE"
+    # A second bake reuses every frame and every node: nothing duplicated.
+    bpy.ops.emosplat.bake(what="SHOT", timeout=300)
+    assert scene.emosplat.status.startswith("baked 2 frames (0 new)")
+    assert len(tree.nodes) == 5 and len(cam.data.background_images) == 1
+
+    def render(name: str) -> np.ndarray:
+        scene.frame_set(1)
+        scene.render.filepath = str(tmp_path / name)
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.image_settings.color_mode = "RGBA"
+        bpy.ops.render.render(write_still=True)
+        return _read_png(tmp_path / f"{name}.png")
+
+    front = render("cube_in_front")
+    cube_px = (48, 75)  # row, column: the cube's centre (u = 48 + 200 * 0.04 / 0.3)
+    face_px = (48, 30)  # the left half of the face, no cube
+    assert avatar_rgba[cube_px][3] > 0.99 and avatar_rgba[face_px][3] > 0.99  # the head covers both pixels
+    np.testing.assert_allclose(front[cube_px][:3], [1.0, 0.0, 0.0], atol=0.05)  # the cube, in front of the face
+    np.testing.assert_allclose(front[face_px][:3], avatar_rgba[face_px][:3], atol=3 / 255)  # the avatar itself
+    covered = avatar_rgba[..., 3] > 0.99
+    cube_mask = np.zeros_like(covered)
+    cube_mask[30:67, 56:95] = True
+    diff = np.abs(front[..., :3] - avatar_rgba[..., :3]).max(-1)
+    assert np.quantile(diff[covered & ~cube_mask], 0.98) < 4 / 255  # everywhere else the head shows as baked
+
+    cube.location.y = 0.3  # now behind the head: the avatar must cover it
+    behind = render("cube_behind")
+    np.testing.assert_allclose(behind[cube_px][:3], avatar_rgba[cube_px][:3], atol=3 / 255)
