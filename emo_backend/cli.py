@@ -16,6 +16,7 @@ from emo_backend.errors import EmoSplatError
 COMMANDS: dict[str, str] = {
     "preview": "emo_backend.commands.preview",
     "bench": "emo_backend.commands.bench",
+    "dataset": "emo_backend.commands.dataset",
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from emo_backend.avatar.rotations import unit as unit_vectors
 from emo_backend.head.model import HeadModel
 
 
@@ -23,7 +24,7 @@ def face_normals(vertices: Tensor, faces: Tensor, unit: bool = True) -> Tensor:
     """vertices [..., V, 3], faces [F, 3] -> normals [..., F, 3] (unit, or |n| = 2·area)."""
     v0, v1, v2 = (vertices[..., faces[:, i], :] for i in range(3))
     n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
-    return torch.nn.functional.normalize(n, dim=-1, eps=1e-20) if unit else n
+    return unit_vectors(n) if unit else n
 
 
 def face_areas(vertices: Tensor, faces: Tensor) -> Tensor:
@@ -34,7 +35,7 @@ def face_areas(vertices: Tensor, faces: Tensor) -> Tensor:
 def triangle_frames(vertices: Tensor, faces: Tensor) -> Tensor:
     """vertices [..., V, 3], faces [F, 3] -> orthonormal frames [..., F, 3, 3]; columns t, b, n."""
     v0, v1 = vertices[..., faces[:, 0], :], vertices[..., faces[:, 1], :]
-    t = torch.nn.functional.normalize(v1 - v0, dim=-1, eps=1e-20)
+    t = unit_vectors(v1 - v0)
     n = face_normals(vertices, faces)
     b = torch.linalg.cross(n, t, dim=-1)
     return torch.stack([t, b, n], -1)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from emo_backend.avatar.binding import bound_positions, deformation_gradients, gaussian_skin_weights, interpolate
 from emo_backend.avatar.gaussians import Gaussians
-from emo_backend.avatar.rotations import axis_angle_to_quat, matrix_to_quat, quat_multiply, quat_to_matrix
+from emo_backend.avatar.rotations import axis_angle_to_quat, matrix_to_quat, quat_multiply, quat_to_matrix, unit
 from emo_backend.head.lbs import PosedHead, lbs
 from emo_backend.head.model import HeadModel
 
@@ -151,7 +151,7 @@ def skin_gaussians(
     # q and -q are the same rotation: align every joint to the root's hemisphere before blending.
     sign = torch.where((joint_quats * joint_quats[:, :1]).sum(-1, keepdim=True) < 0, -1.0, 1.0)
     blended = torch.einsum("nj,bjq->bnq", skin_weights, joint_quats * sign)
-    blended = torch.nn.functional.normalize(blended, dim=-1)
+    blended = unit(blended)
     quats = quat_multiply(blended, g.quats)
     return Gaussians(means=means, quats=quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits,
                      colors=g.colors)
@@ -200,4 +200,5 @@ def pose_log_stretch(
     """
     grads = deformation_gradients(rest, posed, faces)[:, face_ids]  # [B, N, 3, 3]
     axes = quat_to_matrix(quats)  # [B, N, 3, 3], columns = Gaussian axes
-    return torch.log((grads @ axes).norm(dim=-2).clamp_min(1e-6)).clamp(-1.0, 1.0)
+    squared = (grads @ axes).square().sum(-2)  # |F a_i|^2
+    return (0.5 * torch.log(squared.clamp_min(1e-12))).clamp(-1.0, 1.0)

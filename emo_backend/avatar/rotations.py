@@ -10,6 +10,11 @@ import torch
 from torch import Tensor
 
 
+def unit(x: Tensor, eps: float = 1e-20) -> Tensor:
+    """x / |x| over the last dim (faster on CPU than torch.nn.functional.normalize for tiny last dims)."""
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True).clamp_min(eps))
+
+
 def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
     """Hamilton product a ⊗ b (rotate by b, then by a). a, b [..., 4] wxyz -> [..., 4]."""
     aw, ax, ay, az = a.unbind(-1)
@@ -38,7 +43,7 @@ def axis_angle_to_quat(aa: Tensor) -> Tensor:
 
 def quat_to_axis_angle(q: Tensor) -> Tensor:
     """q [..., 4] wxyz (any norm) -> axis-angle [..., 3] with angle in [0, pi]."""
-    q = torch.nn.functional.normalize(q, dim=-1)
+    q = unit(q)
     q = torch.where(q[..., :1] < 0, -q, q)  # shortest rotation
     xyz = q[..., 1:]
     s = xyz.norm(dim=-1, keepdim=True)
@@ -49,7 +54,7 @@ def quat_to_axis_angle(q: Tensor) -> Tensor:
 
 def quat_to_matrix(q: Tensor) -> Tensor:
     """q [..., 4] wxyz (normalised here) -> rotation matrix [..., 3, 3]."""
-    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
+    w, x, y, z = unit(q).unbind(-1)
     return torch.stack(
         [
             1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),

@@ -243,7 +243,10 @@ class ActorRenderer:
         # Lattice texture layout.
         tri = rest[self.faces]
         edge = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max(1)
-        self.lat_n = np.clip(np.ceil(edge / TEXEL_M), 1, MAX_LATTICE).astype(np.int64)
+        # Texels no finer than ~the (supersampled) pixel footprint on the face: small frames bake fast.
+        focal = 0.5 * settings.size / math.tan(math.radians(settings.fov_y_deg) / 2) * settings.supersample
+        texel = max(TEXEL_M, 1.3 * (settings.distance_m - 0.08) / focal)
+        self.lat_n = np.clip(np.ceil(edge / texel), 1, MAX_LATTICE).astype(np.int64)
         counts = (self.lat_n + 1) * (self.lat_n + 2) // 2
         self.lat_offset = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         total = int(counts.sum())

@@ -13,6 +13,12 @@ emotion tokens let the network add what a linear blendshape cannot (wrinkles,
 shading, lip and teeth appearance). The learned null token lets a Gaussian
 attend to nothing, so Gaussians the emotion does not touch stay put. The heads
 start at zero: an untrained EGD leaves stage 1's output unchanged.
+
+Δposition is our addition to the paper's four heads: the emotional geometry a
+linear blendshape cannot express (a cheek bulging under a strong smile, lips
+rolling in) needs the means to move, not only to turn and fade. It is
+predicted in avatar space (millimetres) and turned with the head by the
+caller (`emo_backend.motion.pipeline`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class Residual(NamedTuple):
     log_scale: Tensor  # [B, N, 3]
     color: Tensor      # [B, N, 3]
     opacity: Tensor    # [B, N] logit delta
+    position: Tensor   # [B, N, 3] metres, avatar space (before posing)
 
 
 def delta_mesh_features(
@@ -100,7 +107,7 @@ class EGD(nn.Module):
         self.null = nn.Parameter(torch.zeros(1, 1, d))
         self.blocks = nn.ModuleList(_CrossBlock(d, cfg.num_heads) for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, 4 + 3 + 3 + 1)
+        self.head = nn.Linear(d, 4 + 3 + 3 + 1 + 3)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -139,7 +146,7 @@ class EGD(nn.Module):
         for block in self.blocks:
             q = block(q, tokens)
         out = self.head(self.norm(q))
-        return Residual(out[..., :4], out[..., 4:7], out[..., 7:10], out[..., 10])
+        return Residual(out[..., :4], out[..., 4:7], out[..., 7:10], out[..., 10], out[..., 11:14] * 1e-3)
 
 
 def quaternion_multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -157,15 +164,19 @@ def quaternion_multiply(a: Tensor, b: Tensor) -> Tensor:
     )
 
 
-def apply_residual(gaussians: Gaussians, residual: Residual) -> Gaussians:
+def apply_residual(gaussians: Gaussians, residual: Residual, position_rotation: Tensor | None = None) -> Gaussians:
     """Add EGD's residual to (posed) Gaussians [B, N]. The rotation acts in each Gaussian's own frame, so it
-    does not depend on the head pose."""
+    does not depend on the head pose; the position delta is turned by `position_rotation` [B, N, 3, 3] (each
+    Gaussian's skinning rotation) when given."""
+    offset = residual.position
+    if position_rotation is not None:
+        offset = (position_rotation @ offset[..., None])[..., 0]
     identity = torch.zeros_like(residual.rotation)
     identity[..., 0] = 1
     delta = identity + residual.rotation
     unit = F.normalize(gaussians.quats, dim=-1)
     return Gaussians(
-        means=gaussians.means,
+        means=gaussians.means + offset,
         quats=quaternion_multiply(unit, delta),
         log_scales=gaussians.log_scales + residual.log_scale,
         opacity_logits=gaussians.opacity_logits + residual.opacity,

@@ -194,7 +194,7 @@ def _sorted_visible(depths, radii, n_chunks):
 
 @njit(cache=True)
 def _bin(means2d, radii, order, tiles_x, tiles_y):
-    """-> offsets [tiles+1] int64, ids [n_isects] int32: per tile, Gaussian ids front to back.
+    """-> offsets [tiles+1] int64, ranks [n_isects] int32: per tile, positions in `order`, front to back.
 
     Filling the tiles while walking `order` (front to back) leaves every tile's list sorted.
     """
@@ -216,95 +216,142 @@ def _bin(means2d, radii, order, tiles_x, tiles_y):
     ids = np.empty(offsets[-1], dtype=np.int32)
     fill = offsets[:-1].copy()
     for k in range(n):
-        i = order[k]
         for ty in range(rects[k, 1], rects[k, 3]):
             for tx in range(rects[k, 0], rects[k, 2]):
                 t = ty * tiles_x + tx
-                ids[fill[t]] = i
+                ids[fill[t]] = k
                 fill[t] += 1
     return offsets, ids
 
 
+# One record per visible Gaussian, in depth order, one 64-byte cache line each.
+P_X, P_Y, P_A, P_B, P_C, P_OPACITY, P_POWER_CUT, P_RX, P_RY, P_R, P_G, P_BLUE, P_Z = range(13)
+RECORD = 16
+
+
+@njit(parallel=True, cache=True)
+def _pack(order, means2d, conics, opacities, colors, depths, radii):
+    """-> records [n_visible, 16] float32 in `order`; the power cut is ln(255 o): alpha < 1/255 beyond it."""
+    n = order.shape[0]
+    rec = np.zeros((n, RECORD), np.float32)
+    for k in prange(n):
+        g = order[k]
+        rec[k, P_X] = means2d[g, 0]
+        rec[k, P_Y] = means2d[g, 1]
+        rec[k, P_A] = conics[g, 0]
+        rec[k, P_B] = conics[g, 1]
+        rec[k, P_C] = conics[g, 2]
+        o = opacities[g]
+        rec[k, P_OPACITY] = o
+        rec[k, P_POWER_CUT] = math.log(max(np.float64(o), 1e-30) / ALPHA_THRESHOLD)
+        rec[k, P_RX] = radii[g, 0]
+        rec[k, P_RY] = radii[g, 1]
+        rec[k, P_R] = colors[g, 0]
+        rec[k, P_G] = colors[g, 1]
+        rec[k, P_BLUE] = colors[g, 2]
+        rec[k, P_Z] = depths[g]
+    return rec
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _rasterize(
-    means2d, conics, opacities, colors, depths, radii,  # per Gaussian (float32; radii int32)
-    offsets, ids, width, height, tiles_x, background,   # background [3] float32
-    rgb, alpha_out, depth_out, last_out,                 # [H,W,3] [H,W] [H,W] f32, [H,W] int32
+    rec, offsets, ranks, width, height, tiles_x, background,  # records [n_vis, 16], tile lists, bg [3] f32
+    rgb, alpha_out, depth_out, last_out,                      # [H,W,3] [H,W] [H,W] f32, [H,W] int32
 ):
+    """Front-to-back compositing per tile, parallel over tiles.
+
+    Gaussian-outer, pixel-inner: each Gaussian visits only the pixel centres inside its
+    box; a 16-bit mask per tile row marks finished pixels (T would drop to <= 1e-4), so
+    finished rows cost one test, and a tile stops when all its rows are finished.
+    `last_out` is the index into `ranks` of each pixel's last contributing Gaussian (-1: none).
+    """
     n_tiles = offsets.shape[0] - 1
-    tpix = TILE_SIZE * TILE_SIZE
     thr = np.float32(ALPHA_THRESHOLD)
     amax = np.float32(MAX_ALPHA)
     tstop = np.float32(TRANSMITTANCE_STOP)
+    half = np.float32(0.5)
     for t in prange(n_tiles):
         x_start = (t % tiles_x) * TILE_SIZE
         y_start = (t // tiles_x) * TILE_SIZE
         x_end = min(x_start + TILE_SIZE, width)
         y_end = min(y_start + TILE_SIZE, height)
-        n_pix = (x_end - x_start) * (y_end - y_start)
-        T = np.ones(tpix, dtype=np.float32)
-        acc = np.zeros((tpix, 4), dtype=np.float32)   # r, g, b, depth
-        done = np.zeros(tpix, dtype=np.bool_)
-        last = np.full(tpix, -1, dtype=np.int32)
-        n_done = 0
+        n_rows = y_end - y_start
+        full_row = (1 << (x_end - x_start)) - 1
+        T = np.ones(TILE_SIZE * TILE_SIZE, dtype=np.float32)
+        acc = np.zeros((4, TILE_SIZE * TILE_SIZE), dtype=np.float32)   # r, g, b, depth
+        last = np.full(TILE_SIZE * TILE_SIZE, -1, dtype=np.int32)
+        done = np.zeros(TILE_SIZE, dtype=np.int32)                     # per row, bit x: pixel finished
+        rows_done = 0
         for k in range(offsets[t], offsets[t + 1]):
-            g = ids[k]
-            mx = means2d[g, 0]
-            my = means2d[g, 1]
+            g = ranks[k]
+            mx = rec[g, P_X]
+            my = rec[g, P_Y]
             # pixel centres within the Gaussian's box; outside it alpha < 1/255 anyway
-            px0 = max(x_start, int(math.ceil(mx - radii[g, 0] - 0.5)))
-            px1 = min(x_end, int(math.floor(mx + radii[g, 0] - 0.5)) + 1)
-            py0 = max(y_start, int(math.ceil(my - radii[g, 1] - 0.5)))
-            py1 = min(y_end, int(math.floor(my + radii[g, 1] - 0.5)) + 1)
+            px0 = max(x_start, int(math.ceil(mx - rec[g, P_RX] - half)))
+            px1 = min(x_end, int(math.floor(mx + rec[g, P_RX] - half)) + 1)
+            py0 = max(y_start, int(math.ceil(my - rec[g, P_RY] - half)))
+            py1 = min(y_end, int(math.floor(my + rec[g, P_RY] - half)) + 1)
             if px0 >= px1 or py0 >= py1:
                 continue
-            ca = conics[g, 0]
-            cb = conics[g, 1]
-            cc = conics[g, 2]
-            op = opacities[g]
-            cr = colors[g, 0]
-            cg = colors[g, 1]
-            cbl = colors[g, 2]
-            z = depths[g]
+            span = ((1 << (px1 - x_start)) - 1) ^ ((1 << (px0 - x_start)) - 1)
+            ca = rec[g, P_A]
+            cb = rec[g, P_B]
+            cc = rec[g, P_C]
+            op = rec[g, P_OPACITY]
+            cut = rec[g, P_POWER_CUT]
+            cr = rec[g, P_R]
+            cg = rec[g, P_G]
+            cbl = rec[g, P_BLUE]
+            z = rec[g, P_Z]
             for y in range(py0, py1):
-                dy = my - (np.float32(y) + np.float32(0.5))
-                row = (y - y_start) * TILE_SIZE - x_start
+                row = y - y_start
+                mask = done[row]
+                if (mask & span) == span:
+                    continue
+                dy = my - (np.float32(y) + half)
+                row_power = half * cc * dy * dy
+                bdy = cb * dy
+                base = row * TILE_SIZE - x_start
                 for x in range(px0, px1):
-                    p = row + x
-                    if done[p]:
+                    bit = 1 << (x - x_start)
+                    if mask & bit:
                         continue
-                    dx = mx - (np.float32(x) + np.float32(0.5))
-                    power = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if power < 0:
+                    dx = mx - (np.float32(x) + half)
+                    power = half * ca * dx * dx + row_power + bdy * dx
+                    if power > cut or power < 0:  # cut: alpha < 1/255 without computing exp
                         continue
                     a = min(amax, op * math.exp(-power))
                     if a < thr:
                         continue
+                    p = base + x
                     Tp = T[p]
                     next_T = Tp * (np.float32(1) - a)
-                    if next_T <= tstop:
-                        done[p] = True
-                        n_done += 1
+                    if next_T <= tstop:  # gsplat: this Gaussian is excluded, the pixel is done
+                        mask |= bit
                         continue
                     w = a * Tp
-                    acc[p, 0] += w * cr
-                    acc[p, 1] += w * cg
-                    acc[p, 2] += w * cbl
-                    acc[p, 3] += w * z
+                    acc[0, p] += w * cr
+                    acc[1, p] += w * cg
+                    acc[2, p] += w * cbl
+                    acc[3, p] += w * z
                     T[p] = next_T
                     last[p] = k
-            if n_done == n_pix:
+                if mask != done[row]:
+                    done[row] = mask
+                    if mask == full_row:
+                        rows_done += 1
+            if rows_done == n_rows:
                 break
         for y in range(y_start, y_end):
             for x in range(x_start, x_end):
                 p = (y - y_start) * TILE_SIZE + (x - x_start)
                 Tp = T[p]
                 a = np.float32(1) - Tp
-                rgb[y, x, 0] = acc[p, 0] + Tp * background[0]
-                rgb[y, x, 1] = acc[p, 1] + Tp * background[1]
-                rgb[y, x, 2] = acc[p, 2] + Tp * background[2]
+                rgb[y, x, 0] = acc[0, p] + Tp * background[0]
+                rgb[y, x, 1] = acc[1, p] + Tp * background[1]
+                rgb[y, x, 2] = acc[2, p] + Tp * background[2]
                 alpha_out[y, x] = a
-                depth_out[y, x] = acc[p, 3] / max(a, np.float32(1e-10))
+                depth_out[y, x] = acc[3, p] / max(a, np.float32(1e-10))
                 last_out[y, x] = last[p]
 
 
@@ -315,14 +362,21 @@ class CpuRenderState(NamedTuple):
     conics: np.ndarray     # [N, 3] float32
     depths: np.ndarray     # [N] float32
     radii: np.ndarray      # [N, 2] int32, 0 = culled
-    tile_offsets: np.ndarray  # [tiles_y * tiles_x + 1] int64: tile t's entries are ids[off[t]:off[t+1]]
-    tile_ids: np.ndarray   # [n_isects] int32 Gaussian ids, front to back within each tile
+    order: np.ndarray      # [n_visible] int32 Gaussian ids front to back (depth, then id)
+    records: np.ndarray    # [n_visible, 16] float32 packed per-Gaussian render data in `order` (P_* columns)
+    tile_offsets: np.ndarray  # [tiles_y * tiles_x + 1] int64: tile t's entries are [off[t], off[t+1])
+    tile_ranks: np.ndarray  # [n_isects] int32 positions in `order`, front to back within each tile
     tiles_x: int
     tiles_y: int
     rgb: np.ndarray        # [H, W, 3] float32 (background included)
     alpha: np.ndarray      # [H, W] float32
     depth: np.ndarray      # [H, W] float32
-    last_ids: np.ndarray   # [H, W] int32: index into tile_ids of the last contributing Gaussian, -1 if none
+    last_ids: np.ndarray   # [H, W] int32: index into tile_ranks of the last contributing Gaussian, -1 if none
+
+    @property
+    def tile_ids(self) -> np.ndarray:
+        """[n_isects] int32 Gaussian ids, front to back within each tile."""
+        return self.order[self.tile_ranks]
 
 
 def _f32(a) -> np.ndarray:
@@ -356,15 +410,16 @@ def render_cpu_state(
     tiles_x = -(-width // TILE_SIZE)
     tiles_y = -(-height // TILE_SIZE)
     order = _sorted_visible(depths, radii, max(1, numba.get_num_threads()))
-    offsets, ids = _bin(means2d, radii, order, tiles_x, tiles_y)
+    offsets, ranks = _bin(means2d, radii, order, tiles_x, tiles_y)
+    records = _pack(order, means2d, conics, opacities, colors, depths, radii)
     bg = np.zeros(3, np.float32) if background is None else _f32(background).reshape(3)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.empty((height, width), np.float32)
     last = np.empty((height, width), np.int32)
-    _rasterize(means2d, conics, opacities, colors, depths, radii, offsets, ids, int(width), int(height), tiles_x,
-               bg, rgb, alpha, depth, last)
-    return CpuRenderState(means2d, conics, depths, radii, offsets, ids, tiles_x, tiles_y, rgb, alpha, depth, last)
+    _rasterize(records, offsets, ranks, int(width), int(height), tiles_x, bg, rgb, alpha, depth, last)
+    return CpuRenderState(means2d, conics, depths, radii, order, records, offsets, ranks, tiles_x, tiles_y, rgb, alpha,
+                          depth, last)
 
 
 def numba_threads() -> int:

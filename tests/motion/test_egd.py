@@ -53,6 +53,7 @@ def test_residual_depends_on_emotion_and_gradients_flow():
     torch.nn.init.normal_(model.head.weight, std=0.1)
     r = run(model)
     assert r.rotation.shape == (2, 50, 4) and r.log_scale.shape == (2, 50, 3) and r.opacity.shape == (2, 50)
+    assert r.position.shape == (2, 50, 3)
     assert (r.color[0] - r.color[1]).abs().max() > 1e-5  # different frames, different residuals
     sum(t.square().sum() for t in r).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -72,7 +73,10 @@ def test_quaternion_product_composes_rotations():
 
 def test_residual_rotation_is_local_frame():
     g = Gaussians(torch.zeros(1, 1, 3), torch.tensor([[[0.0, 0.0, 0.0, 1.0]]]), torch.zeros(1, 1, 3), torch.zeros(1, 1), torch.zeros(1, 1, 3))
-    r = Residual(torch.tensor([[[0.0, 1.0, 0.0, 0.0]]]), torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.zeros(1, 1))
+    r = Residual(torch.tensor([[[0.0, 1.0, 0.0, 0.0]]]), torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.zeros(1, 1),
+                 torch.tensor([[[0.001, 0.0, 0.0]]]))
     out = apply_residual(g, r)
     expected = quaternion_multiply(g.quats, torch.tensor([1.0, 1.0, 0.0, 0.0]))
     torch.testing.assert_close(out.quats, expected)
+    turned = apply_residual(g, r, position_rotation=torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]).expand(1, 1, 3, 3))
+    torch.testing.assert_close(turned.means, torch.tensor([[[0.0, 0.001, 0.0]]]))

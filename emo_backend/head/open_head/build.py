@@ -41,6 +41,11 @@ _PART_OF = {
 }
 
 
+_UNITS = "metres; +Y up, +Z out of the face, +X subject's left; origin midway between the ear canals"
+_FIELDS = ("v_template", "faces", "shapedirs", "exprdirs", "j_regressor", "parents", "lbs_weights",
+           "landmark_faces", "landmark_bary")
+
+
 def model_id_for(seed: int) -> str:
     return MODEL_ID if seed == 0 else f"{MODEL_ID}+s{seed}"
 
@@ -67,28 +72,30 @@ def _regions(asm: Assembly) -> dict[str, np.ndarray]:
     return regions
 
 
-def _vertex_colors(asm: Assembly, seed: int, eye_centres: dict[str, np.ndarray]) -> np.ndarray:
-    part_ids = np.array([appearance.PART_ID[_PART_OF[asm.part_names[p]]] for p in asm.vertex_part])
-    return appearance.albedo_points(asm.vertices, part_ids, eye_centres, seed)
+def vertex_colors_for(v_template: np.ndarray, faces: np.ndarray, regions: dict[str, np.ndarray], seed: int,
+                      j_regressor: np.ndarray) -> np.ndarray:
+    """[V, 3] albedo at the vertices: the same function `albedo_at` evaluates anywhere on the surface."""
+    part = np.zeros(len(v_template), dtype=np.int64)
+    # Linings first, skin last: a slit vertex shared by skin and lining counts as skin.
+    for name in sorted(appearance.PARTS, key=lambda n: n == "skin"):
+        part[faces[regions[name]].reshape(-1)] = appearance.PART_ID[name]
+    joints = j_regressor @ v_template
+    return appearance.albedo_points(v_template, part, {"left": joints[3], "right": joints[4]}, seed)
 
 
-def _generate(seed: int) -> tuple[dict[str, torch.Tensor], dict]:
+def _generate() -> tuple[dict[str, torch.Tensor], dict]:
+    """Everything but the colours (which depend on the seed)."""
     asm = assemble()
-    reg = joint_regressor(asm)
-    joints = reg @ asm.vertices
     tensors = {
         "v_template": asm.vertices,
         "faces": asm.faces,
         "shapedirs": identity_bases(asm),
         "exprdirs": expression_bases(asm),
-        "j_regressor": reg,
+        "j_regressor": joint_regressor(asm),
         "parents": PARENTS,
         "lbs_weights": lbs_weights(asm),
     }
-    lm_faces, lm_bary = build_landmarks(asm)
-    tensors["landmark_faces"] = lm_faces
-    tensors["landmark_bary"] = lm_bary
-    tensors["vertex_colors"] = _vertex_colors(asm, seed, {"left": joints[3], "right": joints[4]})
+    tensors["landmark_faces"], tensors["landmark_bary"] = build_landmarks(asm)
     regions = _regions(asm)
     for name, ids in regions.items():
         tensors[f"region.{name}"] = ids
@@ -101,15 +108,22 @@ def _generate(seed: int) -> tuple[dict[str, torch.Tensor], dict]:
             out[k] = torch.from_numpy(np.round(v, 10).astype(np.float32) + np.float32(0.0))
     meta = {
         "version": OPEN_HEAD_VERSION,
-        "model_id": model_id_for(seed),
-        "seed": seed,
         "expr_names": list(ACTION_UNITS),
         "identity_names": list(IDENTITY_NAMES),
         "joint_names": list(JOINT_NAMES),
         "regions": sorted(regions),
-        "units": "metres; +Y up, +Z out of the face, +X subject's left; origin midway between the ear canals",
+        "units": _UNITS,
     }
     return out, meta
+
+
+def _coloured(tensors: dict[str, torch.Tensor], meta: dict, seed: int) -> tuple[dict[str, torch.Tensor], dict]:
+    regions = {n: tensors[f"region.{n}"].numpy() for n in meta["regions"]}
+    colors = vertex_colors_for(tensors["v_template"].double().numpy(), tensors["faces"].numpy(), regions, seed,
+                               tensors["j_regressor"].double().numpy())
+    tensors = dict(tensors)
+    tensors["vertex_colors"] = torch.from_numpy(np.round(colors, 7).astype(np.float32))
+    return tensors, dict(meta, model_id=model_id_for(seed), seed=seed)
 
 
 def _to_model(tensors: dict[str, torch.Tensor], meta: dict) -> HeadModel:
@@ -155,26 +169,48 @@ def _valid(tensors: dict[str, torch.Tensor], meta: dict, seed: int) -> bool:
         return False
 
 
-def build_open_head(seed: int = 0, cache_dir: str | os.PathLike | None = None, rebuild: bool = False) -> HeadModel:
-    """The open head model (CPU, float32). Cached under cache_dir (default: default_cache_dir())."""
-    seed = int(seed)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+def _load(folder: Path, seed: int) -> HeadModel | None:
     stem = f"open_head_v{OPEN_HEAD_VERSION}_s{seed}"
-    tensor_path, meta_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
-    if not rebuild and tensor_path.is_file() and meta_path.is_file():
-        try:
-            tensors = load_file(str(tensor_path))
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if _valid(tensors, meta, seed):
-                return _to_model(tensors, meta)
-        except (OSError, ValueError, json.JSONDecodeError, Exception):  # a broken cache is rebuilt
-            pass
-    tensors, meta = _generate(seed)
+    try:
+        tensors = load_file(str(folder / f"{stem}.safetensors"))
+        meta = json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
+    except Exception:  # missing or broken: rebuilt, never trusted
+        return None
+    return _to_model(tensors, meta) if _valid(tensors, meta, seed) else None
+
+
+def _save(folder: Path, seed: int, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    stem = f"open_head_v{OPEN_HEAD_VERSION}_s{seed}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(tensor_path) as tmp:
+        with atomic_path(folder / f"{stem}.safetensors") as tmp:
             save_file(tensors, str(tmp))
-        write_text_atomic(meta_path, json.dumps(meta, indent=1))
+        write_text_atomic(folder / f"{stem}.json", json.dumps(meta, indent=1))
     except OSError:
         pass  # a read-only cache folder only costs a rebuild next time
+
+
+def build_open_head(seed: int = 0, cache_dir: str | os.PathLike | None = None, rebuild: bool = False) -> HeadModel:
+    """The open head model (CPU, float32), cached under cache_dir (default: default_cache_dir()).
+
+    seed varies only the appearance (skin noise, iris colour): the geometry,
+    rig and bases are the same for every seed. rebuild=True ignores the cache.
+    """
+    seed = int(seed)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not rebuild:
+        cached = _load(folder, seed)
+        if cached is not None:
+            return cached
+    base = None if (rebuild or seed == 0) else _load(folder, 0)
+    if base is not None:
+        tensors = {k: getattr(base, k) for k in _FIELDS}
+        tensors.update({f"region.{n}": ids for n, ids in base.regions.items()})
+        meta = {"version": OPEN_HEAD_VERSION, "expr_names": list(base.expr_names),
+                "identity_names": list(IDENTITY_NAMES), "joint_names": list(JOINT_NAMES),
+                "regions": sorted(base.regions), "units": _UNITS}
+    else:
+        tensors, meta = _generate()
+    tensors, meta = _coloured(tensors, meta, seed)
+    _save(folder, seed, tensors, meta)
     return _to_model(tensors, meta)
