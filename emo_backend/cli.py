@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "preview": "emo_backend.commands.preview",
     "bench": "emo_backend.commands.bench",
     "dataset": "emo_backend.commands.dataset",
+    "train": "emo_backend.commands.train",
+    "eval": "emo_backend.commands.eval",
 }
 
 

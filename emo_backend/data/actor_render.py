@@ -55,8 +55,8 @@ class RenderSettings:
     size: int = 256                 # square frames, pixels
     supersample: int = 2            # anti-aliasing: render at size*supersample and box-filter
     fov_y_deg: float = 19.0         # vertical field of view of the front camera
-    distance_m: float = 1.0         # camera to target
-    target: tuple[float, float, float] = (0.0, -0.008, 0.0)  # what the camera looks at (avatar space)
+    distance_m: float = 0.95        # camera to target
+    target: tuple[float, float, float] = (0.0, -0.002, 0.0)  # what the camera looks at (avatar space)
     camera_jitter_deg: float = 0.0  # per-clip random yaw/pitch offsets up to this many degrees
 
 

@@ -257,45 +257,86 @@ def shade(
     if not covered.any():
         return rgb, alpha
 
-    fid = fragments.face_id[covered].astype(np.int64)  # [N]
-    b = fragments.bary[covered].astype(np.float64)     # [N, 3]
-    tri = f[fid]                                       # [N, 3]
     cam = world_to_camera(v, viewmat)
-    points_cam = (cam[tri] * b[..., None]).sum(1)      # [N, 3]
-    normals_cam = (vertex_normals(cam, f)[tri] * b[..., None]).sum(1)
-    normals_cam /= np.maximum(np.linalg.norm(normals_cam, axis=1, keepdims=True), 1e-20)
-    to_eye = -points_cam / np.maximum(np.linalg.norm(points_cam, axis=1, keepdims=True), 1e-20)
-    facing = (normals_cam * to_eye).sum(1, keepdims=True)
-    normals_cam = np.where(facing < 0, -normals_cam, normals_cam)
-
+    normals = vertex_normals(cam, f)
     if albedo_fn is not None:
-        points_world = (v[tri] * b[..., None]).sum(1)
-        albedo = np.asarray(albedo_fn(fid, b.astype(np.float32), points_world), dtype=np.float64)
-        if albedo.shape != (len(fid), 3):
-            raise ValueError(f"albedo_fn must return [{len(fid)}, 3], got {albedo.shape}")
-    elif vertex_colors is not None:
-        colors = _as_numpy(vertex_colors, np.float64)
-        if colors.shape != v.shape:
-            raise ValueError(f"vertex_colors must be [{len(v)}, 3], got {colors.shape}")
-        albedo = (colors[tri] * b[..., None]).sum(1)
+        fid = fragments.face_id[covered].astype(np.int64)  # [N]
+        b = fragments.bary[covered]                        # [N, 3]
+        points_world = np.einsum("nk,nkc->nc", b.astype(np.float64), v[f[fid]])
+        pixel_albedo = np.asarray(albedo_fn(fid, b, points_world), dtype=np.float64)
+        if pixel_albedo.shape != (len(fid), 3):
+            raise ValueError(f"albedo_fn must return [{len(fid)}, 3], got {pixel_albedo.shape}")
+        colors = np.zeros((0, 3))
     else:
-        albedo = np.broadcast_to(np.asarray(default_albedo, dtype=np.float64), (len(fid), 3))
-
-    diffuse = np.full((len(fid), 3), ambient, dtype=np.float64)
-    highlight = np.zeros((len(fid), 3), dtype=np.float64)
-    for light in lights:
-        d = np.asarray(light.direction, dtype=np.float64)
-        d /= np.linalg.norm(d)
-        color = np.asarray(light.color, dtype=np.float64) * light.intensity
-        n_dot_l = np.clip(normals_cam @ d, 0.0, None)[:, None]
-        diffuse += n_dot_l * color
-        half = d + to_eye
-        half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-20)
-        n_dot_h = np.clip((normals_cam * half).sum(1), 0.0, None)[:, None]
-        highlight += np.where(n_dot_l > 0, n_dot_h**shininess, 0.0) * color
-    rgb[covered] = albedo * diffuse + specular * highlight
-    alpha[covered] = 1.0
+        pixel_albedo = np.zeros((0, 3))
+        if vertex_colors is not None:
+            colors = _as_numpy(vertex_colors, np.float64)
+            if colors.shape != v.shape:
+                raise ValueError(f"vertex_colors must be [{len(v)}, 3], got {colors.shape}")
+        else:
+            colors = np.broadcast_to(np.asarray(default_albedo, dtype=np.float64), v.shape).copy()
+    directions = np.array([light.direction for light in lights], dtype=np.float64).reshape(-1, 3)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    light_colors = np.array([np.multiply(light.color, light.intensity) for light in lights], dtype=np.float64)
+    _shade_kernel(
+        fragments.face_id, fragments.bary, f, cam, normals, colors, pixel_albedo,
+        directions, light_colors.reshape(-1, 3), float(ambient), float(specular), float(shininess), rgb, alpha,
+    )
     return rgb, alpha
+
+
+@numba.njit(cache=True)
+def _shade_kernel(face_id, bary, faces, cam, normals, colors, pixel_albedo, light_dirs, light_colors,
+                  ambient, specular, shininess, rgb, alpha):
+    """Per covered pixel: interpolate point, normal and albedo; ambient + Lambert + Blinn-Phong. Writes rgb/alpha.
+
+    `pixel_albedo` [N, 3] (row-major order of covered pixels) is used when non-empty, else `colors` [V, 3].
+    """
+    height, width = face_id.shape
+    use_pixel_albedo = pixel_albedo.shape[0] > 0
+    n_covered = 0
+    for y in range(height):
+        for x in range(width):
+            fi = face_id[y, x]
+            if fi < 0:
+                continue
+            i0, i1, i2 = faces[fi, 0], faces[fi, 1], faces[fi, 2]
+            b0, b1, b2 = bary[y, x, 0], bary[y, x, 1], bary[y, x, 2]
+            px = b0 * cam[i0, 0] + b1 * cam[i1, 0] + b2 * cam[i2, 0]
+            py = b0 * cam[i0, 1] + b1 * cam[i1, 1] + b2 * cam[i2, 1]
+            pz = b0 * cam[i0, 2] + b1 * cam[i1, 2] + b2 * cam[i2, 2]
+            nx = b0 * normals[i0, 0] + b1 * normals[i1, 0] + b2 * normals[i2, 0]
+            ny = b0 * normals[i0, 1] + b1 * normals[i1, 1] + b2 * normals[i2, 1]
+            nz = b0 * normals[i0, 2] + b1 * normals[i1, 2] + b2 * normals[i2, 2]
+            nlen = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-20
+            plen = np.sqrt(px * px + py * py + pz * pz) + 1e-20
+            ex, ey, ez = -px / plen, -py / plen, -pz / plen  # towards the eye
+            nx, ny, nz = nx / nlen, ny / nlen, nz / nlen
+            if nx * ex + ny * ey + nz * ez < 0:  # two-sided: light the side the camera sees
+                nx, ny, nz = -nx, -ny, -nz
+            for c in range(3):
+                if use_pixel_albedo:
+                    albedo = pixel_albedo[n_covered, c]
+                else:
+                    albedo = b0 * colors[i0, c] + b1 * colors[i1, c] + b2 * colors[i2, c]
+                rgb[y, x, c] = albedo * ambient
+            for k in range(light_dirs.shape[0]):
+                lx, ly, lz = light_dirs[k, 0], light_dirs[k, 1], light_dirs[k, 2]
+                n_dot_l = nx * lx + ny * ly + nz * lz
+                if n_dot_l <= 0:
+                    continue
+                hx, hy, hz = lx + ex, ly + ey, lz + ez
+                hlen = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-20
+                n_dot_h = max((nx * hx + ny * hy + nz * hz) / hlen, 0.0)
+                spec = specular * n_dot_h**shininess
+                for c in range(3):
+                    if use_pixel_albedo:
+                        albedo = pixel_albedo[n_covered, c]
+                    else:
+                        albedo = b0 * colors[i0, c] + b1 * colors[i1, c] + b2 * colors[i2, c]
+                    rgb[y, x, c] += (albedo * n_dot_l + spec) * light_colors[k, c]
+            alpha[y, x, 0] = 1.0
+            n_covered += 1
 
 
 def render_mesh(

@@ -10,9 +10,10 @@ https://flame.is.tue.mpg.de and point us at one of:
 
 Pickles can run arbitrary code when loaded, so they are read with
 `RestrictedUnpickler`: it admits only numpy array reconstruction, scipy sparse
-matrices and chumpy arrays, and builds all of them as plain numpy / scipy data
-without importing chumpy or running any class's own unpickling code. Anything
-else is refused before it is called.
+matrices, chumpy arrays and the builtin set (part of chumpy's state), and
+builds all of them as plain numpy / scipy data without importing chumpy or
+running any class's own unpickling code. Anything else is refused before it is
+called.
 
 Keys used: v_template [V, 3], f [F, 3], shapedirs [V, 3, S+E] (identity bases
 first, then expression bases), posedirs [V, 3, 36], J_regressor [5, V],
@@ -157,6 +158,9 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
 _ALLOWED[("numpy", "ndarray")] = np.ndarray
 _ALLOWED[("numpy", "dtype")] = np.dtype
 _ALLOWED[("_codecs", "encode")] = _latin1_encode
+for _mod in ("builtins", "__builtin__"):  # chumpy's state holds sets (_dirty_vars); Python 2 names the module __builtin__
+    _ALLOWED[(_mod, "set")] = set
+    _ALLOWED[(_mod, "frozenset")] = frozenset
 for _fmt, _cls in (("csc", _SparseCSC), ("csr", _SparseCSR)):
     for _mod in (f"scipy.sparse.{_fmt}", f"scipy.sparse._{_fmt}", "scipy.sparse"):
         _ALLOWED[(_mod, f"{_fmt}_matrix")] = _cls

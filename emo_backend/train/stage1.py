@@ -77,6 +77,9 @@ class Stage1Config:
     scale_weight: float = 0.0         # hinge on max scale beyond 0.6 triangle size
     delta_weight: float = 0.0         # L2 on ΔB_k (GaussianBlendshapes' weight_decay is 0)
     isotropy_weight: float = 0.0
+    lpips_weight: float = 0.0         # perceptual term, only with LPIPS weights given by path (GaussianBlendshapes: 0)
+    lpips_backbone: str | None = None  # VGG-16 weights file (torchvision layout)
+    lpips_heads: str | None = None     # LPIPS linear heads file (the lpips package's weights/v0.1/vgg.pth)
     background: tuple[float, float, float] | None = None  # None: black with masks, estimated without
     # Density control.
     densify_from: int = 500
@@ -103,10 +106,13 @@ class FrameRef:
 class TrainingFrames:
     """The training split as a list of (clip, frame) with tracking in memory and images read on demand."""
 
-    def __init__(self, dataset, split: str = "train"):
+    def __init__(self, dataset, split: str = "train", cache_bytes: int = 2 << 30):
         self.dataset = dataset
         self.refs: list[FrameRef] = []
         self.tracking = {}
+        # Decoded frames stay in memory (uint8) up to cache_bytes: PNG decoding would otherwise dominate a GPU step.
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.cache_bytes, self.cached_bytes = cache_bytes, 0
         for clip_id in dataset.clip_ids(split):
             self.tracking[clip_id] = dataset.load_tracking(clip_id)
             self.refs += [FrameRef(clip_id, i) for i in range(dataset.clip(clip_id).num_frames)]
@@ -118,8 +124,18 @@ class TrainingFrames:
     def load(self, k: int, device: torch.device) -> dict[str, Tensor | None]:
         ref = self.refs[k]
         t = self.tracking[ref.clip_id]
-        image = torch.from_numpy(self.dataset.load_frame(ref.clip_id, ref.index).astype(np.float32) / 255.0)
-        mask = self.dataset.load_mask(ref.clip_id, ref.index)
+        if k in self.cache:
+            rgb, mask = self.cache[k]
+        else:
+            rgb, mask = self.dataset.load_frame(ref.clip_id, ref.index), self.dataset.load_mask(ref.clip_id, ref.index)
+            if mask is not None:
+                mask = (mask * 255 + 0.5).astype(np.uint8)  # masks are 8-bit PNGs: exact
+            size = rgb.nbytes + (0 if mask is None else mask.nbytes)
+            if self.cached_bytes + size <= self.cache_bytes:
+                self.cache[k] = (rgb, mask)
+                self.cached_bytes += size
+        image = torch.from_numpy(rgb.astype(np.float32) / 255.0)
+        mask = None if mask is None else mask.astype(np.float32) / 255.0
         f = lambda a: torch.from_numpy(np.ascontiguousarray(a[ref.index], dtype=np.float32)).to(device)  # noqa: E731
         return {
             "image": image.to(device),
@@ -320,6 +336,14 @@ def train_stage1(
     densify_cfg = DensifyConfig(grad_threshold=cfg.densify_grad_threshold, percent_dense=cfg.percent_dense,
                                 min_opacity=cfg.min_opacity)
     width, height = frames.width, frames.height
+    lpips = None
+    if cfg.lpips_weight > 0:
+        if not (cfg.lpips_backbone and cfg.lpips_heads):
+            raise EmoSplatError("lpips_weight > 0 needs lpips_backbone and lpips_heads (local weight files); "
+                                "set both or leave the perceptual term off")
+        from emo_backend.train.perceptual import load_lpips
+
+        lpips = load_lpips(cfg.lpips_backbone, cfg.lpips_heads).to(device)
 
     def save(step: int, seconds: float) -> None:
         meta = {"config": asdict(cfg), "background": background.tolist(), "seconds": seconds,
@@ -344,6 +368,8 @@ def train_stage1(
             pred = losses.composite_over(rgb, alpha, background)
             target = composite_target(frame, background)
             loss = losses.photometric_loss(pred, target, dssim_weight=cfg.dssim_weight)
+            if lpips is not None:
+                loss = loss + cfg.lpips_weight * lpips(pred, target)
             if frame["mask"] is not None and cfg.alpha_weight > 0:
                 loss = loss + cfg.alpha_weight * losses.alpha_mask_loss(alpha, frame["mask"])
             if cfg.offset_weight > 0:

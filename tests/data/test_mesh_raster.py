@@ -260,3 +260,25 @@ def test_albedo_callback_and_render_mesh():
     # Anti-aliased edge pixels mix red and blue; the hard render has none.
     mixed = lambda im: ((im[..., 0] > 30) & (im[..., 2] > 30)).sum()  # noqa: E731
     assert mixed(smooth) > mixed(img)
+
+
+def test_albedo_callback_sees_the_right_pixels():
+    # A linear albedo field gives the same image through the callback (per pixel) and through vertex colours
+    # (interpolated with perspective-correct barycentrics, exact for linear fields).
+    v, f = uv_sphere()
+    viewmat = orbit_viewmat(30.0, -20.0, 0.45).numpy()
+    Kf = intrinsics_from_fov(35.0, 48, 40).numpy()
+    field = lambda p: np.clip(0.5 + p * np.array([4.0, -3.0, 2.0]), 0, 1)  # noqa: E731
+    frags = rasterize_mesh(v, f, viewmat, Kf, 48, 40)
+    seen = []
+
+    def albedo_fn(face_id, bary, points):
+        seen.append(face_id)
+        np.testing.assert_allclose(points, np.einsum("nk,nkc->nc", bary, v[f[face_id]]), atol=1e-6)
+        return field(points)
+
+    by_callback, _ = shade(frags, v, f, viewmat, albedo_fn=albedo_fn)
+    by_vertex, _ = shade(frags, v, f, viewmat, vertex_colors=field(v))
+    np.testing.assert_array_equal(seen[0], frags.face_id[frags.face_id >= 0])
+    np.testing.assert_allclose(by_callback, by_vertex, atol=1e-5)
+    assert by_callback.std() > 0.05

@@ -93,9 +93,8 @@ def test_eval_and_train_commands(setup, tmp_path, capsys):
     with pytest.raises(EmoSplatError, match="LPIPS needs both"):
         _cli(eval_cmd, [*args, "--overwrite", "--lpips-heads", "x.pth"])
 
-    for stage in ("a2et", "stage2"):
-        with pytest.raises(EmoSplatError, match="not available yet"):
-            _cli(train_cmd, [stage, "--data", str(root / "data"), "--out", str(tmp_path / "r")])
+    with pytest.raises(EmoSplatError, match="stage2 needs --avatar"):
+        _cli(train_cmd, ["stage2", "--data", str(root / "data"), "--out", str(tmp_path / "r")])
     with pytest.raises(EmoSplatError, match="dataset.json"):
         _cli(train_cmd, ["stage1", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
     assert _cli(train_cmd, ["stage1", "--data", str(root / "data"), "--out", str(tmp_path / "run"), "--iterations",

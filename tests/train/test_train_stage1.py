@@ -114,6 +114,9 @@ def test_clear_errors(tmp_path, unmasked_data, avatar):
         train_stage1(unmasked_data, tmp_path / "cpu", iterations=2, backend="cpu", init_avatar=avatar)
     with pytest.raises(EmoSplatError, match="starting avatar"):
         train_stage1(unmasked_data, tmp_path / "nohead", iterations=2, backend="torch")
+    with pytest.raises(EmoSplatError, match="lpips_backbone"):
+        train_stage1(unmasked_data, tmp_path / "lpips", iterations=1, backend="torch",
+                     config=_config(lpips_weight=0.1), init_avatar=avatar)
     train_stage1(unmasked_data, tmp_path / "run", iterations=1, backend="torch", config=_config(), init_avatar=avatar)
     with pytest.raises(EmoSplatError, match="--resume"):
         train_stage1(unmasked_data, tmp_path / "run", iterations=1, backend="torch", init_avatar=avatar)

@@ -141,8 +141,8 @@ def _corner(ctx: _Ctx, side: str, vec, radius: float) -> np.ndarray:
     s = 1.0 if side == "left" else -1.0
     g = _gauss(ctx.p, c, (radius, radius, radius * 1.3)) * (ctx.z > 0.03)
     # Along the lips the pull fades towards the middle, on the pulled half only.
-    along = np.clip(s * ctx.x / ctx.corner_x, 0, 1) ** 1.5 * (ctx.upper_lip + ctx.lower_lip > 0.3)
-    w = np.maximum(g, along * 0.9)
+    along = np.clip(s * ctx.x / ctx.corner_x, 0, 1) ** 1.5 * np.clip(ctx.upper_lip + ctx.lower_lip, 0, 1)
+    w = g + (1 - g) * along * 0.8
     return w[:, None] * np.array([s * vec[0], vec[1], vec[2]])[None]
 
 

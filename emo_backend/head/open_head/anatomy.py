@@ -72,5 +72,5 @@ def brow_line(x):
 
     t = np.clip((np.abs(x) - 0.013) / 0.040, 0.0, 1.0)
     y = 0.0300 + 0.0062 * np.sin(np.pi * t**0.75) - 0.0015 * t
-    half = 0.0032 * (1 - 0.55 * t)
+    half = 0.0027 * (1 - 0.5 * t)
     return y, half

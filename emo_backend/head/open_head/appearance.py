@@ -18,6 +18,7 @@ from torch import Tensor
 from emo_backend.head.model import HeadModel
 from emo_backend.head.open_head.anatomy import ANATOMY as A
 from emo_backend.head.open_head.anatomy import brow_line, lower_lip_border, upper_lip_border
+from emo_backend.head.open_head.geometry import lid_opening
 
 # The disjoint parts every face belongs to (also regions of the model), in material-id order.
 PARTS: tuple[str, ...] = ("skin", "ears", "eye_sockets", "mouth_cavity", "left_eyeball", "right_eyeball",
@@ -27,6 +28,7 @@ PART_ID = {name: i for i, name in enumerate(PARTS)}
 SKIN = np.array([0.80, 0.60, 0.49])
 LIPS = np.array([0.70, 0.38, 0.37])
 BROWS = np.array([0.23, 0.16, 0.11])
+LASHES = np.array([0.10, 0.07, 0.06])
 HAIR = np.array([0.19, 0.13, 0.09])
 SCLERA = np.array([0.93, 0.91, 0.87])
 TEETH = np.array([0.93, 0.90, 0.80])
@@ -95,12 +97,24 @@ def _skin(p: np.ndarray, seed: int) -> np.ndarray:
     strands = 0.5 + 0.5 * value_noise(np.stack([x * 6, y * 0.6, z], -1), 0.0018, seed + 4)
     brow = (_smoothstep(half + 0.0012, half - 0.0008, np.abs(y - by)) * _smoothstep(0.011, 0.014, ax)
             * _smoothstep(0.056, 0.050, ax) * (z > 0.05))
-    brow = np.clip(brow * (0.75 + 0.45 * strands), 0, 1)
+    brow = np.clip(brow * (0.80 + 0.30 * strands), 0, 1) * 0.92
     col = col * (1 - brow[:, None]) + BROWS * brow[:, None]
+    # Lash lines along the lid edges, a soft crease and shadow above the upper lid.
+    inner, outer = A.fissure_inner_x, A.fissure_outer_x
+    up, down = lid_opening(ax, inner, outer)
+    in_fissure = _smoothstep(inner - 0.002, inner + 0.001, ax) * _smoothstep(outer + 0.003, outer, ax) * (z > A.eye_z)
+    d_up = y - (A.eye_y + up)
+    lash = _smoothstep(0.0024, 0.0006, d_up) * _smoothstep(-0.0015, -0.0004, d_up) * in_fissure
+    d_lo = (A.eye_y - down) - y
+    lash_lo = 0.35 * _smoothstep(0.0016, 0.0003, d_lo) * _smoothstep(-0.0012, -0.0003, d_lo) * in_fissure
+    crease = 0.10 * np.exp(-(((d_up - 0.0065) / 0.0022) ** 2)) * in_fissure
+    col = col * (1 - crease)[:, None]
+    lash_all = np.clip(lash + lash_lo, 0, 1)[:, None]
+    col = col * (1 - lash_all) + LASHES * lash_all
     # Hair cap.
     hairline = _hairline(p)
-    fuzz = 0.003 * value_noise(p, 0.004, seed + 5)
-    hair = _smoothstep(hairline - 0.003, hairline + 0.004, y + fuzz)
+    fuzz = 0.0015 * value_noise(p, 0.006, seed + 5)
+    hair = _smoothstep(hairline - 0.004, hairline + 0.005, y + fuzz)
     hair_col = HAIR * (1 + 0.18 * value_noise(np.stack([x * 0.7, y * 3.0, z * 0.7], -1), 0.003, seed + 6))[:, None]
     col = col * (1 - hair[:, None]) + hair_col * hair[:, None]
     return col
@@ -165,8 +179,9 @@ def albedo_points(
         p = points[sel]
         if name in ("skin", "ears"):
             out[sel] = _skin(p, seed)
-        elif name == "eye_sockets":
-            out[sel] = np.array([0.72, 0.46, 0.43])
+        elif name == "eye_sockets":  # the lid margins: lashes along the upper one, wet pink on the lower
+            upper = _smoothstep(A.eye_y - 0.001, A.eye_y + 0.001, p[:, 1])[:, None]
+            out[sel] = LASHES * upper + np.array([0.72, 0.46, 0.43]) * (1 - upper)
         elif name in ("left_eyeball", "right_eyeball"):
             out[sel] = _eyeball(p, eye_centres[name.split("_")[0]], seed)
         else:

@@ -185,14 +185,14 @@ def ear(side: str) -> tuple[np.ndarray, np.ndarray]:
     verts, faces = uv_sphere(polar, 20)  # unit sphere around +Z; +Z will point away from the head
     x, y, z = verts[:, 0], verts[:, 1], verts[:, 2]
     r = np.sqrt(x * x + y * y)
-    # Outer side (z > 0): press in the concha bowl, keep the rim.
-    bowl = np.exp(-(((r - 0.0) / 0.55) ** 2)) * (z > 0)
-    z = z * 0.22 - 0.55 * bowl * z
-    # Outline: taller than wide, narrower lobe at the bottom.
-    width = 0.0155 * (1.0 - 0.25 * np.clip(-y, 0, 1) ** 2)
-    local = np.stack([x * width, y * 0.030, z * 0.020], -1)
+    # Outer side (z > 0): a bowl (concha) inside a thick rim (helix); the back side is flatter.
+    bowl = np.exp(-((r / 0.62) ** 2)) * (z > 0)
+    z = np.where(z > 0, z * (0.34 - 0.26 * bowl), z * 0.22)
+    # Outline: taller than wide, the lobe narrower and hanging at the bottom.
+    width = 0.0165 * (1.0 - 0.30 * np.clip(-y, 0, 1) ** 2)
+    local = np.stack([x * width, y * 0.031, z * 0.016], -1)
     # Lean the top back and turn the ear's face forwards-outwards.
-    tilt, yaw = -0.25, 0.40
+    tilt, yaw = -0.22, 0.30
     ct, st = np.cos(tilt), np.sin(tilt)
     local = local @ np.array([[1, 0, 0], [0, ct, -st], [0, st, ct]]).T
     # Map local (x: along the head front->back, y: up, z: away from head) to avatar space.
@@ -203,7 +203,7 @@ def ear(side: str) -> tuple[np.ndarray, np.ndarray]:
     back = np.cross([0.0, 1.0, 0.0], away) * sign  # points towards -Z for both ears
     pts = local[:, 0:1] * back + local[:, 1:2] * np.array([0.0, 1.0, 0.0]) + local[:, 2:3] * away
     del along
-    pts = pts + np.array([sign * 0.0745, 0.004, -0.012])
+    pts = pts + np.array([sign * 0.0765, 0.004, -0.013])
     if side == "right":  # the mirrored frame flips the winding
         faces = faces[:, ::-1]
     return pts, faces

@@ -44,39 +44,39 @@ def identity_field(p: np.ndarray, name: str) -> np.ndarray:
     q = _fold(p)
     d = np.zeros_like(p)
     if name == "head_width":
-        d[:, 0] = 0.045 * x * (0.55 + 0.45 * _smoothstep(-0.06, 0.02, y))
+        d[:, 0] = 0.06 * x * (0.55 + 0.45 * _smoothstep(-0.06, 0.02, y))
     elif name == "face_length":
         below = np.clip(A.eye_y - y, 0.0, None)
-        d[:, 1] = -0.045 * np.minimum(below, 0.13)
+        d[:, 1] = -0.06 * np.minimum(below, 0.13)
     elif name == "nose_size":
         c = np.array([0.0, -0.020, 0.092])
         g = _gauss(p, (0.0, -0.012, 0.10), (0.016, 0.026, 0.02))
-        d = (p - c) * 0.14 * g[:, None]
+        d = (p - c) * 0.2 * g[:, None]
     elif name == "nose_projection":
         g = _gauss(p, (0.0, -0.015, 0.105), (0.010, 0.026, 0.02))
-        d[:, 2] = 0.003 * g
-        d[:, 1] = -0.001 * g
+        d[:, 2] = 0.0045 * g
+        d[:, 1] = -0.0015 * g
     elif name == "jaw_width":
         g = _smoothstep(-0.03, -0.07, y) * _smoothstep(0.015, 0.05, np.abs(x)) * _smoothstep(-0.03, 0.01, z)
-        d[:, 0] = 0.005 * sx * g
+        d[:, 0] = 0.007 * sx * g
     elif name == "eye_spacing":
         g = _gauss(q, (A.eye_x, A.eye_y, A.eye_z), (0.016, 0.014, 0.03))
-        d[:, 0] = 0.0025 * sx * np.clip(g * 1.4, 0, 1)
+        d[:, 0] = 0.003 * sx * np.clip(g * 1.4, 0, 1)
     elif name == "lip_fullness":
         g = _gauss(p, (0.0, A.mouth_y, A.mouth_z), (0.024, 0.012, 0.012)) * (z > A.mouth_z - 0.02)
-        d[:, 2] = 0.0018 * g
-        d[:, 1] = 0.0012 * np.tanh((y - A.mouth_y) / 0.004) * g
+        d[:, 2] = 0.0022 * g
+        d[:, 1] = 0.0016 * np.tanh((y - A.mouth_y) / 0.004) * g
     elif name == "chin_projection":
         g = _gauss(p, (0.0, -0.098, 0.085), (0.022, 0.018, 0.03))
-        d[:, 2] = 0.004 * g
-        d[:, 1] = -0.001 * g
+        d[:, 2] = 0.005 * g
+        d[:, 1] = -0.0015 * g
     elif name == "cheekbones":
         g = _gauss(q, (0.052, -0.008, 0.062), (0.016, 0.014, 0.025))
-        d[:, 0] = 0.0025 * sx * g
-        d[:, 2] = 0.002 * g
+        d[:, 0] = 0.0035 * sx * g
+        d[:, 2] = 0.003 * g
     elif name == "brow_ridge":
         g = _gauss(q, (0.022, 0.034, 0.09), (0.03, 0.01, 0.02))
-        d[:, 2] = 0.0025 * g
+        d[:, 2] = 0.0035 * g
     else:
         raise KeyError(name)
     return d
@@ -96,7 +96,7 @@ def identity_bases(asm: Assembly) -> np.ndarray:
     return np.stack(out, -1)
 
 
-def random_identity(seed: int, scale: float = 0.8) -> Tensor:
+def random_identity(seed: int, scale: float = 1.0) -> Tensor:
     """Identity coefficients [S] for a random person: seeds give different, plausible heads.
 
     Coefficients are normal with standard deviation `scale`, clipped to +-2, drawn

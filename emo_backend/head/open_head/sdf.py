@@ -75,31 +75,31 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     # Skull and face masses.
     d = ellipsoid(p, (0.0, 0.030, -0.010), (0.077, 0.100, 0.099))
     d = smin(d, super_ellipsoid(p, (0.0, -0.012, 0.016), (0.066, 0.064, 0.071), 3.0), 0.02)
-    d = smin(d, super_ellipsoid(p, (0.0, -0.054, 0.018), (0.055, 0.048, 0.070), 2.6), 0.02)
+    d = smin(d, super_ellipsoid(p, (0.0, -0.054, 0.018), (0.052, 0.048, 0.070), 2.2), 0.02)
     # The muzzle over the teeth, the upper lip's slope under the nose, the cheeks beside the mouth.
     d = smin(d, ellipsoid(p, (0.0, -0.060, 0.058), (0.033, 0.032, 0.034)), 0.012)
     d = smin(d, ellipsoid(p, (0.0, -0.043, 0.084), (0.017, 0.016, 0.0135)), 0.008)
-    d = smin(d, ellipsoid(q, (0.036, -0.046, 0.056), (0.018, 0.022, 0.024)), 0.015)
+    d = smin(d, ellipsoid(q, (0.034, -0.046, 0.058), (0.016, 0.021, 0.022)), 0.015)
     # Jaw line: from the angle of the jaw to the chin, both sides.
-    d = smin(d, round_cone(q, (0.054, -0.066, -0.004), (0.011, -0.097, 0.060), 0.011, 0.009), 0.018)
+    d = smin(d, round_cone(q, (0.053, -0.068, -0.004), (0.011, -0.097, 0.060), 0.010, 0.009), 0.016)
     d = smin(d, ellipsoid(p, (0.0, -0.095, 0.068), (0.026, 0.020, 0.020)), 0.012)
     # Neck: an elliptic cylinder stub capped inside the skull.
     neck = np.sqrt(p[..., 0] ** 2 + ((p[..., 2] + 0.024) / 1.08) ** 2) - 0.050
     neck = smax(neck, p[..., 1] + 0.02, 0.01)
     d = smin(d, neck, 0.03)
     # Cheekbones and brow ridge.
-    d = smin(d, ellipsoid(q, (0.050, -0.010, 0.060), (0.020, 0.015, 0.020)), 0.014)
+    d = smin(d, ellipsoid(q, (0.046, -0.006, 0.066), (0.017, 0.012, 0.016)), 0.014)
     d = smin(d, round_cone(q, (0.0, 0.031, 0.085), (0.050, 0.034, 0.068), 0.009, 0.007), 0.012)
     # Eye sockets carved, then the eyelids draped over the eyeballs.
-    sock = ellipsoid(q, (A.eye_x, A.eye_y - 0.001, A.eye_z + 0.012), (0.019, 0.014, 0.016))
-    d = smax(d, -sock, 0.007)
+    sock = ellipsoid(q, (A.eye_x, A.eye_y - 0.001, A.eye_z + 0.013), (0.018, 0.0125, 0.0135))
+    d = smax(d, -sock, 0.008)
     rel = q - np.array([A.eye_x, A.eye_y, A.eye_z])
     lids = np.sqrt(np.einsum("...i,...i->...", rel, rel)) - (A.eye_radius + A.lid_gap)
     d = smin(d, lids, 0.004)
     # Nose: bridge, tip, wings; nostrils pressed in from below.
     nose = round_cone(p, (0.0, 0.019, 0.083), (0.0, -0.022, 0.104), 0.0055, 0.0085)
     nose = smin(nose, ellipsoid(p, (0.0, -0.027, 0.105), (0.0095, 0.0085, 0.0105)), 0.006)
-    nose = smin(nose, ellipsoid(q, (0.0145, -0.033, 0.094), (0.0065, 0.0060, 0.0085)), 0.005)
+    nose = smin(nose, ellipsoid(q, (0.0135, -0.0335, 0.0935), (0.0056, 0.0054, 0.0075)), 0.005)
     d = smin(d, nose, 0.006)
     nostril = ellipsoid(q, (0.0065, -0.0375, 0.100), (0.0035, 0.0022, 0.0055))
     d = smax(d, -nostril, 0.0015)
