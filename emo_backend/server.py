@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 import threading
 import traceback
@@ -63,7 +64,8 @@ class Server:
     # -- serving ------------------------------------------------------------------------------------------
 
     def serve_forever(self) -> None:
-        """Accept clients one after another until `stop` is set (or the process is ended)."""
+        """Accept clients until `stop` is set. One client at a time; the reader of each runs in its own thread,
+        so a second (or wrong-key) connection attempt is answered even while Blender is connected."""
         while not self.stop.is_set():
             try:
                 conn = self.listener.accept()
@@ -72,14 +74,26 @@ class Server:
                     break
                 _log(f"refused a connection: {type(err).__name__}: {err}")
                 continue
-            self._conn = conn
-            try:
-                self._read_loop(conn)
-            finally:
-                self._cancel.set()  # a client that left does not want its render any more
-                self._conn = None
+            if self.stop.is_set():
                 conn.close()
-        self.listener.close()
+                break
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.send_bytes(protocol.encode({"type": protocol.ERROR, "id": None, "message":
+                                                     "this backend already serves another Blender session"}))
+                    conn.close()
+                continue
+            self._conn = conn
+            threading.Thread(target=self._serve_client, args=(conn,), name="emosplat-client", daemon=True).start()
+
+    def _serve_client(self, conn: Connection) -> None:
+        try:
+            self._read_loop(conn)
+        finally:
+            self._cancel.set()  # a client that left does not want its render any more
+            self._conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _read_loop(self, conn: Connection) -> None:
         while not self.stop.is_set():
@@ -173,8 +187,13 @@ class Server:
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(SHUTDOWN_GRACE_S)
+        # close() does not wake a thread blocked in accept(); a throwaway connection does (it fails the key).
+        with contextlib.suppress(OSError):
+            socket.create_connection((protocol.HOST, self.port), timeout=1.0).close()
         with contextlib.suppress(Exception):
             self.listener.close()
+        with contextlib.suppress(Exception):
+            self._conn and self._conn.close()
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -319,7 +338,8 @@ def serve(stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     stdout.write(protocol.hello_line(server.port, os.getpid()) + "\n")
     stdout.flush()
     _log(f"listening on {protocol.HOST}:{server.port}")
-    server.serve_forever()
+    threading.Thread(target=server.serve_forever, name="emosplat-accept", daemon=True).start()
+    server.stop.wait()  # set by a `shutdown` request; stdin EOF and a dead parent exit directly
     server.shutdown()
     return 0
 

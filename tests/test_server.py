@@ -53,6 +53,13 @@ def test_wrong_key_is_refused_and_right_key_still_works(backend):
     with Client((protocol.HOST, port), authkey=key) as conn:
         reply = _request(conn, {"type": "ping", "id": 1})
         assert reply == {"type": "result", "id": 1, "pong": True, "protocol": protocol.PROTOCOL_VERSION}
+        # While Blender is connected: a wrong key is still refused at once, a second session is turned away.
+        with pytest.raises(AuthenticationError):
+            Client((protocol.HOST, port), authkey=secrets.token_bytes(32))
+        with Client((protocol.HOST, port), authkey=key) as second:
+            busy = protocol.decode(second.recv_bytes())
+            assert busy["type"] == "error" and "another Blender" in busy["message"]
+        assert _request(conn, {"type": "ping", "id": 2})["pong"] is True
 
 
 def test_status_capabilities_and_errors_are_json_replies(backend):
@@ -63,7 +70,12 @@ def test_status_capabilities_and_errors_are_json_replies(backend):
         assert status["protocol"] == protocol.PROTOCOL_VERSION and status["torch"]
         assert isinstance(status["torch_cuda_available"], bool)
         caps = _request(conn, {"type": "capabilities", "id": 8})
-        assert caps["audio_driven"] is False and len(caps["emotions"]) == 8
+        assert caps["audio_driven"] is False and caps["valence_arousal"] is True and len(caps["emotions"]) == 8
+        va = _request(conn, {"type": "va_to_emotion", "id": 11, "valence": 0.8, "arousal": 0.3})
+        assert va["type"] == "result" and len(va["weights"]) == 8 and 0 < va["intensity"] <= 1
+        assert va["weights"][5] == max(va["weights"])  # pleasant, mildly aroused: happy
+        bad_va = _request(conn, {"type": "va_to_emotion", "id": 12, "valence": "x"})
+        assert bad_va["type"] == "error" and "valence" in bad_va["message"]
         unknown = _request(conn, {"type": "fly", "id": 9})
         assert unknown["type"] == "error" and "fly" in unknown["message"]
         conn.send_bytes(b"\x80 not json")
@@ -134,8 +146,8 @@ def test_render_streams_progress_and_cancel_is_answered_while_it_runs(monkeypatc
             assert by_id[1]["type"] == "cancelled" and by_id[1]["frames"] == [1]
     finally:
         srv.shutdown()
-        with pytest.raises(Exception):  # the listener is closed
-            Client((protocol.HOST, srv.port), authkey=key)
+    thread.join(5)
+    assert not thread.is_alive(), "shutdown must end the accept loop"
 
 
 def test_protocol_refuses_non_json_values():

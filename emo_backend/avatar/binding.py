@@ -60,6 +60,9 @@ def bound_positions(
     return anchor + (frames @ offsets[..., None])[..., 0]
 
 
+DEGENERATE_AREA = 1e-14  # m²: twice the area below which a triangle counts as degenerate
+
+
 def deformation_gradients(rest: Tensor, deformed: Tensor, faces: Tensor) -> Tensor:
     """Per-triangle deformation gradients F = [e1', e2', n'][e1, e2, n]^-1.
 
@@ -72,7 +75,12 @@ def deformation_gradients(rest: Tensor, deformed: Tensor, faces: Tensor) -> Tens
         v0, v1, v2 = (v[..., faces[:, i], :] for i in range(3))
         return torch.stack([v1 - v0, v2 - v0, face_normals(v, faces)], -1)  # [..., F, 3, 3]
 
-    return edge_matrix(deformed) @ torch.linalg.inv(edge_matrix(rest))
+    rest_edges = edge_matrix(rest)
+    # det = 2·area: degenerate (zero-area) rest triangles have no gradient; give them F = I, not an error.
+    ok = (torch.det(rest_edges).abs() > DEGENERATE_AREA)[..., None, None]
+    eye = torch.eye(3, dtype=rest_edges.dtype, device=rest_edges.device)
+    grads = edge_matrix(deformed) @ torch.linalg.inv(torch.where(ok, rest_edges, eye))
+    return torch.where(ok, grads, eye)
 
 
 # Gaussian parts: which piece of the head a Gaussian samples. The order is part of the bundle format.

@@ -27,16 +27,30 @@ zero for rigid motion).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
 
-from emo_backend.avatar.binding import bound_positions, deformation_gradients, gaussian_skin_weights, interpolate
+from emo_backend.avatar.binding import (
+    PART_INDEX,
+    RIGID_PARTS,
+    bound_positions,
+    deformation_gradients,
+    gaussian_skin_weights,
+    interpolate,
+)
 from emo_backend.avatar.gaussians import Gaussians
 from emo_backend.avatar.rotations import axis_angle_to_quat, matrix_to_quat, quat_multiply, quat_to_matrix, unit
 from emo_backend.head.lbs import PosedHead, lbs
 from emo_backend.head.model import HeadModel
+
+
+# Stretch limit (log) for one Gaussian axis from posing: thin sliver triangles can stretch 5× and more along
+# one edge, and a disc stretched that much becomes a streak far outside its triangle.
+MAX_LOG_STRETCH = math.log(2.0)
+RIGID_PART_IDS = [PART_INDEX[p] for p in RIGID_PARTS]
 
 
 @dataclass
@@ -172,13 +186,26 @@ def evaluate(
     """
     head = avatar.head
     posed = lbs(head, expression, pose, identity=None, translation=translation)
-    anchors_rest = interpolate(posed.v_shaped, head.faces, avatar.face_ids, avatar.bary)
-    anchors_posed = interpolate(posed.vertices, head.faces, avatar.face_ids, avatar.bary)
+    # Both anchor sets in one gather.
+    anchors = interpolate(torch.cat([posed.v_shaped, posed.vertices], -1), head.faces, avatar.face_ids, avatar.bary)
+    anchors_rest, anchors_posed = anchors[..., :3], anchors[..., 3:]
     blended = blend(avatar, expression)
     gaussians = skin_gaussians(blended, avatar.skin_weights, posed.transforms, anchors_rest, anchors_posed)
     if pose_stretch:
-        stretch = pose_log_stretch(posed.v_shaped, posed.vertices, head.faces, avatar.face_ids, blended.quats)
-        gaussians = replace(gaussians, log_scales=gaussians.log_scales + stretch)
+        # Only triangles whose corners follow different joints (or carry pose correctives) can stretch;
+        # rigid parts (teeth, eyeballs) never do.
+        if head.posedirs is None:
+            corner_weights = head.lbs_weights[head.faces]  # [F, 3, J]
+            deforms = (corner_weights - corner_weights[:, :1]).abs().amax((1, 2)) > 1e-6
+            stretchable = deforms[avatar.face_ids]
+        else:
+            stretchable = torch.ones_like(avatar.face_ids, dtype=torch.bool)
+        stretchable &= ~torch.isin(avatar.parts, torch.tensor(RIGID_PART_IDS, device=avatar.parts.device))
+        moving = torch.nonzero(stretchable)[:, 0]
+        stretch = pose_log_stretch(posed.v_shaped, posed.vertices, head.faces, avatar.face_ids[moving],
+                                   blended.quats[:, moving])
+        log_scales = gaussians.log_scales.index_add(1, moving, stretch)
+        gaussians = replace(gaussians, log_scales=log_scales)
     return gaussians, posed
 
 
@@ -198,7 +225,8 @@ def pose_log_stretch(
     through. It is 0 wherever the mesh moves rigidly; the normal axis keeps its
     thickness (unit normals in F).
     """
-    grads = deformation_gradients(rest, posed, faces)[:, face_ids]  # [B, N, 3, 3]
+    used, local = torch.unique(face_ids, return_inverse=True)  # only the triangles these Gaussians sit on
+    grads = deformation_gradients(rest, posed, faces[used])[:, local]  # [B, N, 3, 3]
     axes = quat_to_matrix(quats)  # [B, N, 3, 3], columns = Gaussian axes
     squared = (grads @ axes).square().sum(-2)  # |F a_i|^2
-    return (0.5 * torch.log(squared.clamp_min(1e-12))).clamp(-1.0, 1.0)
+    return (0.5 * torch.log(squared.clamp_min(1e-12))).clamp(-MAX_LOG_STRETCH, MAX_LOG_STRETCH)

@@ -272,7 +272,7 @@ def save_avatar(avatar: GaussianAvatar, path: str | os.PathLike, *, overwrite: b
     target.parent.mkdir(parents=True, exist_ok=True)
     tensors = _bundle_tensors(avatar, half)
     payload = {name: save_safetensors_bytes(t) for name, t in tensors.items()}
-    payload[MANIFEST] = (json.dumps(_manifest(avatar, tensors), indent=2) + "\n").encode("utf-8")
+    payload[MANIFEST] = (json.dumps(_manifest(avatar, tensors), indent=2, default=str) + "\n").encode("utf-8")
 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
@@ -467,6 +467,8 @@ def load_avatar(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
     _check_range(g["parts"], 0, len(PART_NAMES), g_label, "parts")
     if g["bary"].numel() and (g["bary"].float().sum(-1) - 1).abs().max() > 1e-3:
         raise InvalidFileError(f"{g_label}: field 'bary' has rows that do not sum to 1. {REPAIR_HINT}")
+    if g["quats"].numel() and (g["quats"].float().norm(dim=-1) < 1e-8).any():
+        raise InvalidFileError(f"{g_label}: field 'quats' has zero-length quaternions. {REPAIR_HINT}")
     _check_range(h["faces"], 0, c["vertices"], h_label, "faces")
     _check_range(h["landmark_faces"], 0, c["faces"], h_label, "landmark_faces")
     parents = h["parents"].long()

@@ -8,7 +8,7 @@
   and the k-th expression mesh (ψ_k = 1): position delta = barycentric vertex
   displacement + (F_k − I)·offset, rotation delta = the polar rotation of F_k
   (axis-angle), log-scale delta = log of F_k's stretch along each Gaussian
-  axis. Colour and opacity deltas start at zero; stage 1 training learns them.
+  axis (limited to ±log 2 per basis). Colour and opacity deltas start at zero; stage 1 training learns them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from emo_backend.avatar.binding import (
     interpolate,
     triangle_frames,
 )
-from emo_backend.avatar.blendshapes import GaussianAvatar
+from emo_backend.avatar.blendshapes import MAX_LOG_STRETCH, GaussianAvatar
 from emo_backend.avatar.rotations import matrix_to_quat, polar_rotation, quat_to_axis_angle, quat_to_matrix
 from emo_backend.avatar.sampling import local_spacing, poisson_disk_sample
 from emo_backend.head.model import HeadModel
@@ -137,7 +137,9 @@ def expression_deltas(
     offset_world = (frames @ offsets.double()[i, :, None])[..., 0]
     delta_means[k, i] += ((g - torch.eye(3, dtype=g.dtype)) @ offset_world[..., None])[..., 0]
     axes = quat_to_matrix(quats.double()[i])  # columns = Gaussian axes
-    delta_log_scales[k, i] = torch.log((g @ axes).norm(dim=-2).clamp_min(1e-8))  # log |F a_j|
+    # log |F a_j|, limited like the pose stretch so sliver triangles do not turn discs into streaks.
+    stretch = torch.log((g @ axes).norm(dim=-2).clamp_min(1e-8))
+    delta_log_scales[k, i] = stretch.clamp(-MAX_LOG_STRETCH, MAX_LOG_STRETCH)
     return {
         "delta_means": delta_means.float(),
         "delta_rotations": face_rot[:, face_ids].float(),

@@ -131,25 +131,27 @@ def _avatar_camera(means, width: int, height: int):
 
 def bench_render(backends: list[str] | None, repeats: int, counts: list[int], sizes: list[int],
                  avatar_path: str | None) -> None:
-    import numba
-
     from emo_backend.render import resolve_backend
     from emo_backend.render.bench_scene import head_scene
+    from emo_backend.render.cpu import numba_threads, threading_layer
 
     backends = list(backends or _default_backends())
     for name in backends:
         resolve_backend(name)  # a clear DeviceError for gsplat without CUDA
-    print(f"render benchmark: median ms/frame over {repeats} frames after a warm-up; numba threads: "
-          f"{numba.get_num_threads()}")
+    print(f"render benchmark: median ms/frame over {repeats} frames after a warm-up (compile excluded)")
     print("synthetic head: Gaussians on a 0.24 x 0.30 m ellipsoid shell, scales 1-3 mm, opacities 0.3-1, "
           "head filling 85% of the frame height")
     header = f"{'gaussians':>10} {'image':>9} " + " ".join(f"{b:>9}" for b in backends)
     print(header)
     print("-" * len(header))
+    first = True
     for n in counts:
         for size in sizes:
             scene = head_scene(n, size, size)[:7]
             cells = [_median_ms(_timer(b, scene, size, size), repeats) for b in backends]
+            if first:  # the layer is known once numba has run in parallel
+                print(f"(numba threads: {numba_threads()}, threading layer: {threading_layer()})")
+                first = False
             print(f"{n:>10} {f'{size}x{size}':>9} " + " ".join(f"{ms:>9.2f}" for ms in cells), flush=True)
 
     loaded, reason = _load_avatar_scene(avatar_path)

@@ -92,6 +92,29 @@ def _owns_edge(ax, ay, bx, by, orient):
     return nx > 0 or (nx == 0 and ny > 0)
 
 
+@numba.njit(cache=True, inline="always")
+def _half_line(ax, ay, bx, by, cy, orient, lo, hi):
+    """Narrow [lo, hi] to the x where orient * edge(a->b) >= 0 on the line y = cy."""
+    slope = -(by - ay) * orient           # d edge / dx
+    offset = (bx - ax) * (cy - ay) * orient  # edge at x = ax
+    if slope > 0:
+        lo = max(lo, ax - offset / slope)
+    elif slope < 0:
+        hi = min(hi, ax - offset / slope)
+    elif offset < 0:  # parallel to the row and the row lies outside
+        lo, hi = np.inf, -np.inf
+    return lo, hi
+
+
+@numba.njit(cache=True, inline="always")
+def _row_span(x0, y0, x1, y1, x2, y2, cy, orient):
+    lo, hi = -np.inf, np.inf
+    lo, hi = _half_line(x1, y1, x2, y2, cy, orient, lo, hi)
+    lo, hi = _half_line(x2, y2, x0, y0, cy, orient, lo, hi)
+    lo, hi = _half_line(x0, y0, x1, y1, cy, orient, lo, hi)
+    return lo, hi
+
+
 @numba.njit(cache=True)
 def _rasterize_kernel(screen, cam_z, faces, face_ok, width, height, face_id, bary, depth):
     """screen [V, 2] pixel coords, cam_z [V] camera z, faces [F, 3]; writes the [H, W] buffers in place."""
@@ -119,7 +142,15 @@ def _rasterize_kernel(screen, cam_z, faces, face_ok, width, height, face_id, bar
         inv_z0, inv_z1, inv_z2 = 1.0 / cam_z[i0], 1.0 / cam_z[i1], 1.0 / cam_z[i2]
         for py in range(ymin, ymax + 1):
             cy = py + 0.5
-            for px in range(xmin, xmax + 1):
+            # Narrow the row to the triangle's span (a cheap estimate padded by a pixel); the exact
+            # edge tests below still decide every pixel, so the estimate only saves work.
+            lo, hi = _row_span(x0, y0, x1, y1, x2, y2, cy, orient)
+            lo, hi = max(lo, float(xmin)), min(hi, xmax + 1.0)  # finite from here on
+            if lo > hi + 2.0:
+                continue
+            row_min = max(xmin, int(np.floor(lo - 0.5)) - 1)
+            row_max = min(xmax, int(np.ceil(hi - 0.5)) + 1)
+            for px in range(row_min, row_max + 1):
                 cx = px + 0.5
                 w0 = _edge(x1, y1, x2, y2, cx, cy) * orient
                 w1 = _edge(x2, y2, x0, y0, cx, cy) * orient

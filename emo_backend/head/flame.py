@@ -158,7 +158,8 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
 _ALLOWED[("numpy", "ndarray")] = np.ndarray
 _ALLOWED[("numpy", "dtype")] = np.dtype
 _ALLOWED[("_codecs", "encode")] = _latin1_encode
-for _mod in ("builtins", "__builtin__"):  # chumpy's state holds sets (_dirty_vars); Python 2 names the module __builtin__
+# chumpy's state holds sets (_dirty_vars); Python 2 pickles name the module __builtin__.
+for _mod in ("builtins", "__builtin__"):
     _ALLOWED[(_mod, "set")] = set
     _ALLOWED[(_mod, "frozenset")] = frozenset
 for _fmt, _cls in (("csc", _SparseCSC), ("csr", _SparseCSR)):
@@ -418,7 +419,9 @@ def load_flame_landmarks(path: str | os.PathLike, num_faces: int) -> tuple[np.nd
             if len(idx) == 51 and dynamic is not None:
                 d_idx, d_bary = dynamic
                 if d_idx.ndim != 2 or d_idx.shape[1] != 17:
-                    raise InvalidFileError(f"{path}: dynamic contour must be [yaw, 17] face ids, has {list(d_idx.shape)}")
+                    raise InvalidFileError(
+                        f"{path}: dynamic contour must be [yaw, 17] face ids, has {list(d_idx.shape)}"
+                    )
                 found = (np.concatenate([d_idx[0], idx]), np.concatenate([d_bary[0], bary]))  # row 0: yaw 0
                 break
     if found is None or len(found[0]) != 68:

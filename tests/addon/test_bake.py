@@ -94,7 +94,7 @@ def test_bake_and_composite_put_the_avatar_behind_and_in_front_of_scene_geometry
     avatar.emosplat.avatar_path = build_test_avatar(tmp_path)
     avatar.emosplat.auto_blink = False
     # A small cube between the camera and the right half of the face.
-    bpy.ops.mesh.primitive_cube_add(size=0.04, location=(0.04, -0.3, 0.0))
+    bpy.ops.mesh.primitive_cube_add(size=0.04, location=(0.03, -0.3, 0.0))
     cube = bpy.context.object
     bpy.context.view_layer.objects.active = avatar
 
@@ -123,17 +123,30 @@ def test_bake_and_composite_put_the_avatar_behind_and_in_front_of_scene_geometry
         return _read_png(tmp_path / f"{name}.png")
 
     front = render("cube_in_front")
-    cube_px = (48, 75)  # row, column: the cube's centre (u = 48 + 200 * 0.04 / 0.3)
-    face_px = (48, 30)  # the left half of the face, no cube
-    assert avatar_rgba[cube_px][3] > 0.99 and avatar_rgba[face_px][3] > 0.99  # the head covers both pixels
-    np.testing.assert_allclose(front[cube_px][:3], [1.0, 0.0, 0.0], atol=0.05)  # the cube, in front of the face
-    np.testing.assert_allclose(front[face_px][:3], avatar_rgba[face_px][:3], atol=3 / 255)  # the avatar itself
+    # Where the cube lands in the image: its corners through the same camera conversion the bake used.
+    K, view = addon.camera.opencv_camera(addon.camera.settings_from_blender(cam, scene))
+    cube.location.y = -0.3
+    corners = np.array([cube.matrix_world @ v.co for v in cube.data.vertices])
+    uv, _ = addon.camera.project(corners, K, view)
+    (c0, r0), (c1, r1) = np.floor(uv.min(0)).astype(int), np.ceil(uv.max(0)).astype(int)
+    cube_mask = np.zeros((96, 96), bool)
+    cube_mask[max(r0 - 1, 0):r1 + 1, max(c0 - 1, 0):c1 + 1] = True
     covered = avatar_rgba[..., 3] > 0.99
-    cube_mask = np.zeros_like(covered)
-    cube_mask[30:67, 56:95] = True
+    inside = np.zeros_like(cube_mask)
+    inside[r0 + 2:r1 - 2, c0 + 2:c1 - 2] = True
+    head_behind_cube = covered & inside
+    assert head_behind_cube.sum() > 50, "test setup: the cube must hide part of the head"
+    assert (covered & ~cube_mask).sum() > 500, "test setup: most of the head must stay visible"
+
+    # In front: the cube's own colour wherever it hides the head...
+    np.testing.assert_allclose(front[head_behind_cube][:, :3], np.broadcast_to([1.0, 0.0, 0.0], (
+        head_behind_cube.sum(), 3)), atol=0.05)
+    # ...and the baked head, unchanged, everywhere else it covers.
     diff = np.abs(front[..., :3] - avatar_rgba[..., :3]).max(-1)
-    assert np.quantile(diff[covered & ~cube_mask], 0.98) < 4 / 255  # everywhere else the head shows as baked
+    assert np.quantile(diff[covered & ~cube_mask], 0.98) < 4 / 255
+    assert (front[..., 3][covered] > 0.99).all()
 
     cube.location.y = 0.3  # now behind the head: the avatar must cover it
     behind = render("cube_behind")
-    np.testing.assert_allclose(behind[cube_px][:3], avatar_rgba[cube_px][:3], atol=3 / 255)
+    diff = np.abs(behind[..., :3] - avatar_rgba[..., :3]).max(-1)
+    assert np.quantile(diff[head_behind_cube], 0.98) < 4 / 255

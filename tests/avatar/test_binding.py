@@ -90,3 +90,22 @@ def test_skin_weights_interpolate_vertex_weights(head):
     expected = (head.lbs_weights[head.faces[face_ids]] * bary[..., None]).sum(1)
     assert torch.allclose(w, expected, atol=1e-6)
     assert math.isclose(float(w.sum()), 2.0, rel_tol=1e-6)
+
+
+def test_degenerate_triangles_do_not_break_init_or_evaluate(head):
+    from dataclasses import replace
+
+    from emo_backend.avatar.init import init_avatar_from_head
+
+    # Collapse one skin triangle to a point (as some scanned meshes have), in the rest and every expression.
+    faces = head.faces.clone()
+    faces[7] = faces[7, 0]
+    broken = replace(head, faces=faces)
+    grads = deformation_gradients(broken.v_template, broken.v_template * 1.2, faces)
+    assert torch.isfinite(grads).all() and torch.equal(grads[7], torch.eye(3))
+    avatar = init_avatar_from_head(broken, 400, seed=0)
+    pose = torch.zeros(1, 5, 3)
+    pose[0, 2, 0] = 0.3
+    g, _ = evaluate(avatar, torch.ones(1, avatar.num_expressions), pose)
+    for t in (g.means, g.quats, g.log_scales, g.colors):
+        assert torch.isfinite(t).all()

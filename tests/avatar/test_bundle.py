@@ -237,3 +237,8 @@ def test_resolve_named_and_path(avatar, tmp_path, monkeypatch):
         resolve_avatar_path(tmp_path / "nowhere")
     with pytest.raises(InvalidFileError, match="does not exist"):
         resolve_avatar_path("no-such-avatar")
+
+
+def test_zero_quaternion_is_refused(bundle):
+    _edit(bundle / "gaussians.safetensors", lambda t: t["quats"][5].zero_())
+    _fails(bundle, "gaussians.safetensors", "'quats'")

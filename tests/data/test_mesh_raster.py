@@ -25,7 +25,8 @@ def unproject(uv, z):
 
 
 def centres_inside(tri_uv):
-    """Boolean [H, W]: pixel centres strictly inside a 2D triangle, by solving for barycentrics (independent of the kernel)."""
+    """Boolean [H, W]: pixel centres strictly inside a 2D triangle, found by solving for barycentrics
+    (independent of the kernel's edge functions)."""
     ys, xs = np.mgrid[0:H, 0:W] + 0.5
     a, b, c = np.asarray(tri_uv, float)
     m = np.array([b - a, c - a]).T
@@ -98,7 +99,8 @@ def test_barycentrics_are_perspective_correct():
     np.testing.assert_allclose(frags.depth[covered], points[:, 2], rtol=1e-5)
     # The test has teeth: screen-space (affine) weights would land far from the ray here.
     affine_points = np.linalg.solve(
-        np.array([[*tri_uv[0], 1], [*tri_uv[1], 1], [*tri_uv[2], 1]]).T, np.stack([xs + 0.5, ys + 0.5, np.ones_like(xs)])
+        np.array([[*tri_uv[0], 1], [*tri_uv[1], 1], [*tri_uv[2], 1]]).T,
+        np.stack([xs + 0.5, ys + 0.5, np.ones_like(xs)]),
     ).T @ verts
     assert np.abs(affine_points[:, 2] - points[:, 2]).max() > 0.5
 
@@ -125,7 +127,8 @@ def test_cube_silhouette_matches_projected_area():
     # An oblique view: the silhouette is the convex hull of the projected corners.
     viewmat = orbit_viewmat(35.0, 25.0, 3.0).numpy()
     frags = rasterize_mesh(verts, faces, viewmat, K, W, H)
-    pixels, _ = project_points(torch.as_tensor(verts, dtype=torch.float32), torch.as_tensor(viewmat), torch.as_tensor(K, dtype=torch.float32))
+    as_t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+    pixels, _ = project_points(as_t(verts), as_t(viewmat), as_t(K))
     hull = ConvexHull(pixels.numpy())
     count = (frags.face_id >= 0).sum()
     assert abs(count - hull.volume) < 0.5 * hull.area  # within half a pixel along the outline
@@ -148,7 +151,8 @@ def test_quad_of_two_triangles_has_no_cracks_or_overlaps():
     ys, xs = np.mgrid[0:H, 0:W] + 0.5
     strictly_inside = np.ones((H, W), bool)
     for a, b in zip(uv, uv[1:] + uv[:1]):
-        strictly_inside &= (b[0] - a[0]) * (ys - a[1]) - (b[1] - a[1]) * (xs - a[0]) > 0  # outline runs clockwise on screen
+        # The outline runs clockwise on screen, so the inside is where every edge function is positive.
+        strictly_inside &= (b[0] - a[0]) * (ys - a[1]) - (b[1] - a[1]) * (xs - a[0]) > 0
     assert strictly_inside.sum() > 1000
     holes = strictly_inside & (both < 0)
     assert holes.sum() == 0
@@ -207,7 +211,8 @@ def test_bad_indices_are_rejected():
 def uv_sphere(radius=0.1, n=24, m=32):
     th = np.linspace(0, np.pi, n)
     ph = np.linspace(0, 2 * np.pi, m, endpoint=False)
-    v = np.stack([np.sin(th)[:, None] * np.sin(ph), np.cos(th)[:, None] * np.ones(m), np.sin(th)[:, None] * np.cos(ph)], -1)
+    ring, height = np.sin(th)[:, None], np.cos(th)[:, None]
+    v = np.stack([ring * np.sin(ph), height * np.ones(m), ring * np.cos(ph)], -1)
     faces = []
     for i in range(n - 1):
         for j in range(m):

@@ -282,7 +282,8 @@ def test_eval_and_subprocess_globals_are_refused(tmp_path):
     with pytest.raises(InvalidFileError, match=r"(__builtin__|builtins)\.eval"):
         load_flame(path)
     # A hand-written protocol-2 pickle calling subprocess.Popen, in Python 2's module naming.
-    popen = b"\x80\x02csubprocess\nPopen\nq\x00]q\x01(U\x05touchq\x02U" + bytes([len(str(marker))]) + str(marker).encode()
+    target = str(marker).encode()
+    popen = b"\x80\x02csubprocess\nPopen\nq\x00]q\x01(U\x05touchq\x02U" + bytes([len(target)]) + target
     path.write_bytes(popen + b"q\x03e\x85q\x04Rq\x05.")
     with pytest.raises(InvalidFileError, match=r"subprocess\.Popen"):
         load_flame(path)
@@ -293,7 +294,10 @@ def test_array_reconstruction_of_other_types_is_refused(tmp_path, fake_chumpy):
     # numpy's _reconstruct is allowed, but only for ndarray: not as a way to call another class's __new__.
     Ch, _ = fake_chumpy
     path = tmp_path / "generic_model.pkl"
-    bad = b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00cchumpy.ch\nCh\nq\x01K\x00\x85q\x02U\x01bq\x03\x87q\x04Rq\x05."
+    bad = (
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00"  # _reconstruct(chumpy.ch.Ch, (0,), b"b")
+        b"cchumpy.ch\nCh\nq\x01K\x00\x85q\x02U\x01bq\x03\x87q\x04Rq\x05."
+    )
     path.write_bytes(bad)
     with pytest.raises(InvalidFileError, match="not a readable FLAME pickle.*other than numpy.ndarray"):
         load_flame(path)

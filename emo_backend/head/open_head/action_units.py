@@ -186,7 +186,8 @@ def action_unit_field(ctx: _Ctx, name: str) -> np.ndarray:
         d[:, 1] += 0.0015 * _gauss(_fold_x(p), (0.02, -0.035, 0.09), (0.012, 0.012, 0.03))
     elif base == "AU12":
         d = _corner(ctx, side, (0.0035, 0.0065, -0.0045), 0.013)
-        d += 0.003 * _gauss(p, ctx.corner[side] + [s * 0.010, 0.014, -0.004], (0.016, 0.014, 0.03))[:, None] * [[0.2 * s, 1.0, 0.4]]
+        cheek = _gauss(p, ctx.corner[side] + [s * 0.010, 0.014, -0.004], (0.016, 0.014, 0.03))  # the cheek lifts too
+        d += 0.003 * cheek[:, None] * [[0.2 * s, 1.0, 0.4]]
     elif base == "AU14":
         d = _corner(ctx, side, (-0.0012, 0.0008, -0.0035), 0.009)
     elif base == "AU15":

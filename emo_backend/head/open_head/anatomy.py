@@ -39,6 +39,11 @@ class Anatomy:
     neck_joint_y: float = -0.050
     neck_joint_z: float = -0.016
     root_joint_y: float = -0.150
+    # Ears (left at +X): centre, and how far each turns its face forwards (rad).
+    ear_x: float = 0.0785
+    ear_y: float = 0.004
+    ear_z: float = -0.013
+    ear_yaw: float = 0.42
     # Extents.
     neck_bottom_y: float = -0.185
     hairline_y: float = 0.080
@@ -54,7 +59,7 @@ def upper_lip_border(x, corner_x: float):
     ax = np.abs(x)
     t = np.clip(ax / corner_x, 0.0, 1.0)
     base = 0.0078 * np.clip(1 - t**2.3, 0, 1) ** 0.65
-    bow = 0.0010 * np.exp(-(((ax - 0.0055) / 0.0040) ** 2)) - 0.0013 * np.exp(-((ax / 0.0026) ** 2))
+    bow = 0.0010 * np.exp(-(((ax - 0.0055) / 0.0040) ** 2)) - 0.0008 * np.exp(-((ax / 0.0026) ** 2))
     return ANATOMY.mouth_y + base + bow * (1 - t)
 
 

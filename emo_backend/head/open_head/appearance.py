@@ -25,11 +25,13 @@ PARTS: tuple[str, ...] = ("skin", "ears", "eye_sockets", "mouth_cavity", "left_e
                           "upper_teeth", "lower_teeth", "tongue")
 PART_ID = {name: i for i, name in enumerate(PARTS)}
 
-SKIN = np.array([0.80, 0.60, 0.49])
-LIPS = np.array([0.70, 0.38, 0.37])
+SKIN_TONES = np.array([[0.80, 0.60, 0.49], [0.88, 0.71, 0.60], [0.67, 0.47, 0.35], [0.50, 0.34, 0.24],
+                       [0.36, 0.23, 0.16], [0.84, 0.66, 0.52]])
+HAIR_COLOURS = np.array([[0.19, 0.13, 0.09], [0.08, 0.06, 0.05], [0.42, 0.30, 0.18], [0.55, 0.42, 0.26],
+                         [0.35, 0.14, 0.07]])
+LIP_TINT = np.array([0.87, 0.63, 0.72])  # lips: the skin tone, redder and darker
 BROWS = np.array([0.23, 0.16, 0.11])
 LASHES = np.array([0.10, 0.07, 0.06])
-HAIR = np.array([0.19, 0.13, 0.09])
 SCLERA = np.array([0.93, 0.91, 0.87])
 TEETH = np.array([0.93, 0.90, 0.80])
 TONGUE = np.array([0.78, 0.40, 0.40])
@@ -60,7 +62,9 @@ def value_noise(p: np.ndarray, cell: float, seed: int = 0) -> np.ndarray:
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
-                w = (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) * (f[:, 2] if dz else 1 - f[:, 2])
+                wx = f[:, 0] if dx else 1 - f[:, 0]
+                wy = f[:, 1] if dy else 1 - f[:, 1]
+                w = wx * wy * (f[:, 2] if dz else 1 - f[:, 2])
                 out += w * _hash3(i0 + np.array([dx, dy, dz]), seed)
     return out * 2 - 1
 
@@ -75,14 +79,18 @@ def _hairline(p: np.ndarray) -> np.ndarray:
 def _skin(p: np.ndarray, seed: int) -> np.ndarray:
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     ax = np.abs(x)
-    col = np.tile(SKIN, (len(p), 1))
-    lum = 1 + 0.035 * value_noise(p, 0.02, seed) + 0.02 * value_noise(p, 0.006, seed + 1) + 0.012 * value_noise(p, 0.0015, seed + 2)
+    col = np.tile(SKIN_TONES[seed % len(SKIN_TONES)], (len(p), 1))
+    lum = (1 + 0.035 * value_noise(p, 0.02, seed) + 0.02 * value_noise(p, 0.006, seed + 1)
+           + 0.012 * value_noise(p, 0.0015, seed + 2))
     col = col * lum[:, None]
-    red = (0.8 * np.exp(-(((ax - 0.045) / 0.016) ** 2 + ((y + 0.018) / 0.016) ** 2)) * (z > 0.03)
+    red = (0.55 * np.exp(-(((ax - 0.045) / 0.016) ** 2 + ((y + 0.018) / 0.016) ** 2)) * (z > 0.03)
            + 0.7 * np.exp(-((x / 0.012) ** 2 + ((y - A.nose_tip_y) / 0.012) ** 2)) * (z > 0.09)
            + 0.5 * _smoothstep(0.065, 0.080, ax) * _smoothstep(-0.03, 0.0, y) * _smoothstep(0.045, 0.025, y))
     col = col + red[:, None] * np.array([0.05, -0.035, -0.03])
-    # Stubble-free jaw shading and a slightly darker neck.
+    # Nostrils: dark openings under the nose.
+    nostril = np.exp(-(((ax - 0.0065) / 0.0030) ** 2 + ((y + 0.0378) / 0.0018) ** 2 + ((z - 0.100) / 0.005) ** 2))
+    col = col * (1 - 0.75 * nostril)[:, None]
+    # A slightly darker neck.
     col = col * (1 - 0.06 * _smoothstep(-0.10, -0.15, y))[:, None]
     # Lips.
     corner_x = A.mouth_corner_x
@@ -90,7 +98,8 @@ def _skin(p: np.ndarray, seed: int) -> np.ndarray:
     edge = 0.0006
     lips = (_smoothstep(top + edge, top - edge, y) * _smoothstep(bottom - edge, bottom + edge, y)
             * _smoothstep(corner_x + 0.001, corner_x - 0.002, ax) * (z > A.mouth_z - 0.025))
-    lip_col = LIPS * (1 + 0.04 * value_noise(p, 0.0012, seed + 3))[:, None]
+    lip_tint = SKIN_TONES[seed % len(SKIN_TONES)] * LIP_TINT
+    lip_col = lip_tint * (1 + 0.04 * value_noise(p, 0.0012, seed + 3))[:, None]
     col = col * (1 - lips[:, None]) + lip_col * lips[:, None]
     # Eyebrows: streaky hair along a band.
     by, half = brow_line(x)
@@ -98,11 +107,12 @@ def _skin(p: np.ndarray, seed: int) -> np.ndarray:
     brow = (_smoothstep(half + 0.0012, half - 0.0008, np.abs(y - by)) * _smoothstep(0.011, 0.014, ax)
             * _smoothstep(0.056, 0.050, ax) * (z > 0.05))
     brow = np.clip(brow * (0.80 + 0.30 * strands), 0, 1) * 0.92
-    col = col * (1 - brow[:, None]) + BROWS * brow[:, None]
+    brow_col = 0.5 * BROWS + 0.5 * HAIR_COLOURS[seed % len(HAIR_COLOURS)]
+    col = col * (1 - brow[:, None]) + brow_col * brow[:, None]
     # Lash lines along the lid edges, a soft crease and shadow above the upper lid.
     inner, outer = A.fissure_inner_x, A.fissure_outer_x
     up, down = lid_opening(ax, inner, outer)
-    in_fissure = _smoothstep(inner - 0.002, inner + 0.001, ax) * _smoothstep(outer + 0.003, outer, ax) * (z > A.eye_z)
+    in_fissure = _smoothstep(inner - 0.001, inner + 0.001, ax) * _smoothstep(outer + 0.0015, outer - 0.0005, ax) * (z > A.eye_z)
     d_up = y - (A.eye_y + up)
     lash = _smoothstep(0.0024, 0.0006, d_up) * _smoothstep(-0.0015, -0.0004, d_up) * in_fissure
     d_lo = (A.eye_y - down) - y
@@ -115,7 +125,8 @@ def _skin(p: np.ndarray, seed: int) -> np.ndarray:
     hairline = _hairline(p)
     fuzz = 0.0015 * value_noise(p, 0.006, seed + 5)
     hair = _smoothstep(hairline - 0.004, hairline + 0.005, y + fuzz)
-    hair_col = HAIR * (1 + 0.18 * value_noise(np.stack([x * 0.7, y * 3.0, z * 0.7], -1), 0.003, seed + 6))[:, None]
+    streaks = value_noise(np.stack([x * 0.7, y * 3.0, z * 0.7], -1), 0.003, seed + 6)
+    hair_col = HAIR_COLOURS[seed % len(HAIR_COLOURS)] * (1 + 0.18 * streaks)[:, None]
     col = col * (1 - hair[:, None]) + hair_col * hair[:, None]
     return col
 
@@ -128,6 +139,17 @@ def lip_mask(p: np.ndarray) -> np.ndarray:
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     top, bottom = upper_lip_border(x, A.mouth_corner_x), lower_lip_border(x, A.mouth_corner_x)
     return ((y < top) & (y > bottom) & (np.abs(x) < A.mouth_corner_x + 0.0005) & (z > A.mouth_z - 0.025)).astype(float)
+
+
+def _ear_shading(p: np.ndarray) -> np.ndarray:
+    """Darker inside the bowl of the ear (the concha) on its outer face, so the ear reads as an ear."""
+    sign = np.sign(p[:, 0])
+    away = np.stack([sign * np.cos(A.ear_yaw), np.zeros(len(p)), np.full(len(p), np.sin(A.ear_yaw))], -1)
+    rel = p - np.stack([sign * A.ear_x, np.full(len(p), A.ear_y), np.full(len(p), A.ear_z)], -1)
+    out_of_plane = (rel * away).sum(1)
+    in_plane = np.linalg.norm(rel - out_of_plane[:, None] * away, axis=1)
+    bowl = np.exp(-((in_plane / 0.011) ** 2)) * _smoothstep(-0.003, 0.0, out_of_plane)
+    return 1.0 - 0.35 * bowl
 
 
 def _eyeball(p: np.ndarray, centre: np.ndarray, seed: int) -> np.ndarray:
@@ -143,10 +165,12 @@ def _eyeball(p: np.ndarray, centre: np.ndarray, seed: int) -> np.ndarray:
     iris = iris * (1 - 0.45 * _smoothstep(0.82, 1.0, t))[:, None]  # dark limbal ring
     front = rel[:, 2] > 0
     sclera = SCLERA * (1 - 0.08 * _smoothstep(0.9, 1.5, alpha))[:, None]
-    sclera = sclera + (0.06 * _smoothstep(0.6, 1.3, alpha) * (0.5 + 0.5 * value_noise(p, 0.002, seed + 8)))[:, None] * np.array([0.4, -0.5, -0.5])
+    veins = 0.06 * _smoothstep(0.6, 1.3, alpha) * (0.5 + 0.5 * value_noise(p, 0.002, seed + 8))  # redder at the sides
+    sclera = sclera + veins[:, None] * np.array([0.4, -0.5, -0.5])
     in_iris = (_smoothstep(1.03, 0.97, t) * front)[:, None]
     col = sclera * (1 - in_iris) + iris * in_iris
-    in_pupil = (_smoothstep(A.pupil_radius / A.iris_radius + 0.03, A.pupil_radius / A.iris_radius - 0.03, t) * front)[:, None]
+    pupil = A.pupil_radius / A.iris_radius
+    in_pupil = (_smoothstep(pupil + 0.03, pupil - 0.03, t) * front)[:, None]
     return col * (1 - in_pupil) + np.array([0.02, 0.02, 0.02]) * in_pupil
 
 
@@ -177,8 +201,10 @@ def albedo_points(
         if not sel.any():
             continue
         p = points[sel]
-        if name in ("skin", "ears"):
+        if name == "skin":
             out[sel] = _skin(p, seed)
+        elif name == "ears":
+            out[sel] = _skin(p, seed) * _ear_shading(p)[:, None]
         elif name == "eye_sockets":  # the lid margins: lashes along the upper one, wet pink on the lower
             upper = _smoothstep(A.eye_y - 0.001, A.eye_y + 0.001, p[:, 1])[:, None]
             out[sel] = LASHES * upper + np.array([0.72, 0.46, 0.43]) * (1 - upper)

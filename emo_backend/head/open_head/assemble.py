@@ -91,7 +91,7 @@ def assemble() -> Assembly:
     teeth_boxes = {}
     for name, is_upper in (("upper", True), ("lower", False)):
         ids = parts.add(f"{name}_teeth", *ft.teeth_row(is_upper))
-        teeth_boxes[name] = ids.reshape(-1, 8)
+        teeth_boxes[name] = ids.reshape(-1, ft.TOOTH_VERTS)
     parts.add("tongue", *ft.tongue())
     for side in ("left", "right"):
         parts.add(f"{side}_ear", *ft.ear(side))

@@ -13,6 +13,7 @@ colour); identities come from `random_identity`, not from the seed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -44,6 +45,20 @@ _PART_OF = {
 _UNITS = "metres; +Y up, +Z out of the face, +X subject's left; origin midway between the ear canals"
 _FIELDS = ("v_template", "faces", "shapedirs", "exprdirs", "j_regressor", "parents", "lbs_weights",
            "landmark_faces", "landmark_bary")
+
+
+def source_digest() -> str:
+    """Short hash of this package's code: any change to the generator invalidates old caches by itself."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_stem(seed: int) -> str:
+    """File name (without suffix) of a cached build."""
+    return f"open_head_v{OPEN_HEAD_VERSION}_{source_digest()}_s{seed}"
 
 
 def model_id_for(seed: int) -> str:
@@ -108,6 +123,7 @@ def _generate() -> tuple[dict[str, torch.Tensor], dict]:
             out[k] = torch.from_numpy(np.round(v, 10).astype(np.float32) + np.float32(0.0))
     meta = {
         "version": OPEN_HEAD_VERSION,
+        "source": source_digest(),
         "expr_names": list(ACTION_UNITS),
         "identity_names": list(IDENTITY_NAMES),
         "joint_names": list(JOINT_NAMES),
@@ -148,7 +164,9 @@ def _to_model(tensors: dict[str, torch.Tensor], meta: dict) -> HeadModel:
 def _valid(tensors: dict[str, torch.Tensor], meta: dict, seed: int) -> bool:
     """Is a cached build complete and consistent? (Anything else is rebuilt, not trusted.)"""
     try:
-        if meta.get("version") != OPEN_HEAD_VERSION or meta.get("seed") != seed:
+        if meta.get("version") != OPEN_HEAD_VERSION or meta.get("source") != source_digest():
+            return False
+        if meta.get("seed") != seed:
             return False
         if tuple(meta["expr_names"]) != ACTION_UNITS:
             return False
@@ -170,7 +188,7 @@ def _valid(tensors: dict[str, torch.Tensor], meta: dict, seed: int) -> bool:
 
 
 def _load(folder: Path, seed: int) -> HeadModel | None:
-    stem = f"open_head_v{OPEN_HEAD_VERSION}_s{seed}"
+    stem = cache_stem(seed)
     try:
         tensors = load_file(str(folder / f"{stem}.safetensors"))
         meta = json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
@@ -180,14 +198,22 @@ def _load(folder: Path, seed: int) -> HeadModel | None:
 
 
 def _save(folder: Path, seed: int, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    stem = f"open_head_v{OPEN_HEAD_VERSION}_s{seed}"
+    stem = cache_stem(seed)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / f"{stem}.safetensors") as tmp:
             save_file(tensors, str(tmp))
         write_text_atomic(folder / f"{stem}.json", json.dumps(meta, indent=1))
     except OSError:
-        pass  # a read-only cache folder only costs a rebuild next time
+        return  # a read-only cache folder only costs a rebuild next time
+    # Builds of other versions of the generator can never be loaded again: remove them.
+    current = cache_stem(seed).rsplit("_s", 1)[0] + "_s"
+    for old in folder.glob("open_head_*"):
+        if not old.name.startswith(current) and old.suffix in (".json", ".safetensors"):
+            try:
+                old.unlink()
+            except OSError:
+                pass
 
 
 def build_open_head(seed: int = 0, cache_dir: str | os.PathLike | None = None, rebuild: bool = False) -> HeadModel:
@@ -206,7 +232,7 @@ def build_open_head(seed: int = 0, cache_dir: str | os.PathLike | None = None, r
     if base is not None:
         tensors = {k: getattr(base, k) for k in _FIELDS}
         tensors.update({f"region.{n}": ids for n, ids in base.regions.items()})
-        meta = {"version": OPEN_HEAD_VERSION, "expr_names": list(base.expr_names),
+        meta = {"version": OPEN_HEAD_VERSION, "source": source_digest(), "expr_names": list(base.expr_names),
                 "identity_names": list(IDENTITY_NAMES), "joint_names": list(JOINT_NAMES),
                 "regions": sorted(base.regions), "units": _UNITS}
     else:

@@ -78,7 +78,11 @@ def mouth_rings(loop: np.ndarray, loop_side: np.ndarray) -> tuple[list[np.ndarra
     a = np.clip(x0 / corner_x, -1, 1)
     psi_sin = loop_side * np.sqrt(1 - a * a)  # elliptic angle around the opening: sin(psi)
     psi_cos = a
-    z_at = lambda x: np.interp(np.abs(x), np.abs(x0)[np.argsort(np.abs(x0))], loop[np.argsort(np.abs(x0)), 2])  # noqa: E731
+    order = np.argsort(np.abs(x0))
+
+    def z_at(x: np.ndarray) -> np.ndarray:  # depth of the lip line at |x|
+        return np.interp(np.abs(x), np.abs(x0)[order], loop[order, 2])
+
     # (half width, half height, depth behind the lip line, how much the ring follows the lip line's curve)
     profile = [(0.0225, 0.0035, 0.0045, 1.0), (0.0255, 0.0150, 0.0075, 1.0), (0.031, 0.021, 0.020, 0.6),
                (0.029, 0.019, 0.040, 0.25), (0.021, 0.013, 0.058, 0.0)]
@@ -102,7 +106,7 @@ LOWER_TEETH = [(0.0054, 0.0090, 0.0060), (0.0060, 0.0088, 0.0062), (0.0068, 0.00
 
 
 def arch_point(s: np.ndarray, front_z: float, half_width: float, depth: float) -> tuple[np.ndarray, np.ndarray]:
-    """Dental arch as a half ellipse: arc-length-ish parameter s in [-1, 1] -> (points [N, 3] with y=0, outward normals)."""
+    """Dental arch as a half ellipse: parameter s in [-1, 1] -> (points [N, 3] at y=0, outward normals [N, 3])."""
     t = s * np.pi / 2
     x = half_width * np.sin(t)
     z = front_z - depth * (1 - np.cos(t))
@@ -121,31 +125,42 @@ def _arch_param(widths: list[float], half_width: float, depth: float) -> np.ndar
     return np.interp(centres, arc, s)
 
 
-def tooth_box(centre: np.ndarray, normal: np.ndarray, width: float, height: float, thick: float, down: bool) -> np.ndarray:
-    """8 corners of a tapered box: outer face along `normal`, crown edge at centre.y, growing up (upper) or down."""
+def tooth(
+    centre: np.ndarray, normal: np.ndarray, width: float, height: float, thick: float, down: bool, front: bool
+) -> np.ndarray:
+    """12 corners of a tooth: two hexagonal rings (biting edge, then the gum end), outer face on the arch.
+
+    Incisors and canines (`front`) taper to a thin biting edge; the crown grows up (upper teeth) or down.
+    """
     tangent = np.cross([0.0, 1.0, 0.0], normal)
     tangent /= np.linalg.norm(tangent)
     grow = -1.0 if down else 1.0
+    # Cross-section (across the arch, into the mouth), a rounded hexagon.
+    hexagon = np.array([(-0.5, -0.18), (-0.32, 0.0), (0.32, 0.0), (0.5, -0.18), (0.36, -1.0), (-0.36, -1.0)])
     corners = []
-    for h, taper in ((0.0, 0.82), (height, 1.0)):  # the biting edge is a little narrower
-        for w_sign, t_sign in ((-1, 1), (1, 1), (1, -1), (-1, -1)):
-            p = centre + tangent * (w_sign * 0.5 * width * 0.92 * taper) - normal * (0.5 + 0.5 * t_sign) * thick * taper
+    for h, w_scale, t_scale in ((0.0, 0.93, 0.35 if front else 0.8), (height, 1.0, 1.0)):
+        for a, b in hexagon:
+            p = centre + tangent * (a * width * 0.99 * w_scale) + normal * (b * thick * t_scale)
             corners.append(p + np.array([0.0, grow * h, 0.0]))
     return np.asarray(corners)
 
 
-_BOX_FACES = np.array([
-    (0, 1, 2), (0, 2, 3),          # biting edge
-    (4, 6, 5), (4, 7, 6),          # root end
-    (0, 4, 5), (0, 5, 1),          # outer (labial) face
-    (1, 5, 6), (1, 6, 2),
-    (2, 6, 7), (2, 7, 3),          # inner face
-    (3, 7, 4), (3, 4, 0),
-])
+def _tooth_faces() -> np.ndarray:
+    edge, root = np.arange(6), 6 + np.arange(6)
+    tris = [(edge[0], edge[k], edge[k + 1]) for k in range(1, 5)]      # biting edge
+    tris += [(root[0], root[k + 1], root[k]) for k in range(1, 5)]     # gum end
+    for k in range(6):
+        k1 = (k + 1) % 6
+        tris += [(edge[k], root[k], root[k1]), (edge[k], root[k1], edge[k1])]
+    return np.asarray(tris, dtype=np.int64)
+
+
+_TOOTH_FACES = _tooth_faces()
+TOOTH_VERTS = 12
 
 
 def teeth_row(upper: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One dental arch of 14 teeth as tapered boxes. Returns (verts [112, 3], faces [168, 3])."""
+    """One dental arch of 14 teeth. Returns (verts [14 * 12, 3], faces)."""
     table = UPPER_TEETH if upper else LOWER_TEETH
     front_z = A.mouth_z - (0.0085 if upper else 0.0105)
     half_w, depth = (0.0265, 0.038) if upper else (0.0240, 0.036)
@@ -153,13 +168,13 @@ def teeth_row(upper: bool) -> tuple[np.ndarray, np.ndarray]:
     s_half = _arch_param([w for w, _, _ in table], half_w, depth)
     verts, faces = [], []
     for sign in (-1.0, 1.0):
-        for (width, height, thick), s in zip(table, s_half):
+        for k, ((width, height, thick), s) in enumerate(zip(table, s_half)):
             pts, nrm = arch_point(np.array([sign * s]), front_z, half_w, depth)
             centre = pts[0] + np.array([0.0, edge_y, 0.0])
-            box = tooth_box(centre, nrm[0], width, height, thick, down=not upper)
-            f = _BOX_FACES if upper else _BOX_FACES[:, ::-1]
-            faces.append(f + len(verts) * 8)
-            verts.append(box)
+            corners = tooth(centre, nrm[0], width, height, thick, down=not upper, front=k < 3)
+            f = _TOOTH_FACES[:, ::-1] if upper else _TOOTH_FACES  # growing down mirrors the tooth
+            faces.append(f + len(verts) * TOOTH_VERTS)
+            verts.append(corners)
     return np.concatenate(verts), np.concatenate(faces)
 
 
@@ -188,22 +203,23 @@ def ear(side: str) -> tuple[np.ndarray, np.ndarray]:
     # Outer side (z > 0): a bowl (concha) inside a thick rim (helix); the back side is flatter.
     bowl = np.exp(-((r / 0.62) ** 2)) * (z > 0)
     z = np.where(z > 0, z * (0.34 - 0.26 * bowl), z * 0.22)
-    # Outline: taller than wide, the lobe narrower and hanging at the bottom.
-    width = 0.0165 * (1.0 - 0.30 * np.clip(-y, 0, 1) ** 2)
+    # Outline: a rounded (superelliptic) oval, taller than wide, the lobe narrower at the bottom.
+    squash = np.where(r > 1e-9, np.maximum(np.abs(x), 1e-9) ** 0.0, 1.0)
+    fullness = np.where(r > 1e-9, (np.abs(x) ** 3 + np.abs(y) ** 3 + 1e-12) ** (-1 / 3) * r, 1.0)
+    x, y = x * fullness * squash, y * fullness
+    width = 0.0165 * (1.0 - 0.35 * np.clip(-y, 0, 1) ** 2)
     local = np.stack([x * width, y * 0.031, z * 0.016], -1)
     # Lean the top back and turn the ear's face forwards-outwards.
-    tilt, yaw = -0.22, 0.30
+    tilt, yaw = -0.22, A.ear_yaw
     ct, st = np.cos(tilt), np.sin(tilt)
     local = local @ np.array([[1, 0, 0], [0, ct, -st], [0, st, ct]]).T
     # Map local (x: along the head front->back, y: up, z: away from head) to avatar space.
     sign = 1.0 if side == "left" else -1.0
     cy, sy = np.cos(yaw), np.sin(yaw)
     away = np.array([sign * cy, 0.0, sy])      # outward, turned towards the front
-    along = np.array([-sign * sy * 0 - 0.0, 0.0, 0.0])
     back = np.cross([0.0, 1.0, 0.0], away) * sign  # points towards -Z for both ears
     pts = local[:, 0:1] * back + local[:, 1:2] * np.array([0.0, 1.0, 0.0]) + local[:, 2:3] * away
-    del along
-    pts = pts + np.array([sign * 0.0765, 0.004, -0.013])
+    pts = pts + np.array([sign * A.ear_x, A.ear_y, A.ear_z])
     if side == "right":  # the mirrored frame flips the winding
         faces = faces[:, ::-1]
     return pts, faces

@@ -21,6 +21,7 @@ from emo_backend.head.open_head.sdf import head_sdf
 NUM_COLUMNS = 88   # around the head; even, so column NUM_COLUMNS // 2 is the midline of the face
 NUM_RINGS = 62     # from the crown to the neck
 CAST_ORIGIN = np.array([0.0, 0.0, -0.012])
+NECK_ROWS = 4      # rows between the last ring (under the jaw) and the bottom of the neck
 EYE_SPREAD = 0.013  # rows within this height of an eye slit make room for the open fissure
 
 
@@ -133,7 +134,9 @@ def build_skin() -> Skin:
         return [int(np.argmin(np.abs(xs - x))) for x in x_targets]
 
     m_r, m_l = corner_cols(mouth_row, [-A.mouth_corner_x, A.mouth_corner_x])
-    e_ri, e_ro, e_li, e_lo = corner_cols(eye_row, [-A.fissure_inner_x, -A.fissure_outer_x, A.fissure_inner_x, A.fissure_outer_x])
+    e_ri, e_ro, e_li, e_lo = corner_cols(
+        eye_row, [-A.fissure_inner_x, -A.fissure_outer_x, A.fissure_inner_x, A.fissure_outer_x]
+    )
     inner_x = 0.5 * (pts[eye_row, e_li, 0] - pts[eye_row, e_ri, 0])
     outer_x = 0.5 * (pts[eye_row, e_lo, 0] - pts[eye_row, e_ro, 0])
 
@@ -160,30 +163,39 @@ def build_skin() -> Skin:
     all_y = np.concatenate([y_upper.reshape(-1), low_y])
     moved = _retarget_y(all_pts, all_t, all_y)
 
-    # Crown pole, neck ring and its cap.
+    # Crown pole; the neck below the last ring: rows cast sideways from the neck's axis down to the bottom
+    # ring, and a cap.
     crown_t = _cast(np.array([[0.0, 1.0, 0.0]]))[0]
-    neck_centre = np.array([0.0, A.neck_bottom_y, -0.020])
     horiz = np.stack([np.sin(phi), np.zeros_like(phi), np.cos(phi)], -1)
-    neck_t = cast_last_exit(head_sdf, np.broadcast_to(neck_centre, horiz.shape).copy(), horiz, 0.0, 0.12)
-    neck_ring = neck_centre + horiz * neck_t[:, None]
+    last_y = moved[NUM_RINGS * NUM_COLUMNS - NUM_COLUMNS : NUM_RINGS * NUM_COLUMNS, 1]
+    neck_rows = []
+    for k in range(1, NECK_ROWS + 2):
+        f = k / (NECK_ROWS + 1)
+        heights = last_y * (1 - f) + A.neck_bottom_y * f
+        axis = np.stack([np.zeros_like(heights), heights, np.full_like(heights, -0.020)], -1)
+        t_neck = cast_last_exit(head_sdf, axis, horiz, 0.0, 0.12)
+        neck_rows.append(axis + horiz * t_neck[:, None])
+    neck_centre = np.array([0.0, A.neck_bottom_y, -0.020])
 
     n_grid = NUM_RINGS * NUM_COLUMNS
     grid = np.arange(n_grid).reshape(NUM_RINGS, NUM_COLUMNS)
     low_ids = n_grid + np.arange(len(low_cols))
     crown = n_grid + len(low_cols)
-    neck_ids = crown + 1 + np.arange(NUM_COLUMNS)
+    neck_grid = crown + 1 + np.arange((NECK_ROWS + 1) * NUM_COLUMNS).reshape(NECK_ROWS + 1, NUM_COLUMNS)
+    neck_ids = neck_grid[-1]
     neck_cap = int(neck_ids[-1] + 1)
-    vertices = np.concatenate([moved, crown_t, neck_ring, neck_centre[None]])
+    vertices = np.concatenate([moved, crown_t, *neck_rows, neck_centre[None]])
 
     # Faces: the rows' quads, the lower copies replacing the upper ones below each slit.
-    below = grid.copy()
+    below = np.concatenate([grid, neck_grid])
     below[low_rows, low_cols] = low_ids
+    full = np.concatenate([grid, neck_grid])
     tris = []
-    for i in range(NUM_RINGS - 1):
+    for i in range(len(full) - 1):
         for j in range(NUM_COLUMNS):
             j1 = (j + 1) % NUM_COLUMNS
             a, b = below[i, j], below[i, j1]
-            d, e = grid[i + 1, j], grid[i + 1, j1]
+            d, e = full[i + 1, j], full[i + 1, j1]
             # Mirror the diagonal across the midline so the mesh is left/right symmetric.
             if phi[j] >= 0 and j != 0:
                 tris += [(a, d, e), (a, e, b)]
@@ -192,9 +204,6 @@ def build_skin() -> Skin:
     for j in range(NUM_COLUMNS):
         j1 = (j + 1) % NUM_COLUMNS
         tris.append((crown, grid[0, j], grid[0, j1]))
-        a, b = grid[-1, j], grid[-1, j1]
-        d, e = neck_ids[j], neck_ids[j1]
-        tris += [(a, d, b), (b, d, e)]
         tris.append((neck_cap, neck_ids[j1], neck_ids[j]))
     faces = np.asarray(tris, dtype=np.int64)
 

@@ -117,7 +117,8 @@ def build_landmarks(asm: Assembly) -> tuple[np.ndarray, np.ndarray]:
     anchors = np.array([[-0.0705, 0.008], [-0.0685, -0.028], [-0.060, -0.064], [-0.040, -0.094], [0.0, -0.114]])
     centre = np.array([0.0, -0.035])
     skin_v = np.unique(asm.faces[skin_faces])
-    skin_v = skin_v[asm.vertices[skin_v, 2] > 0.05 - 0.8 * np.abs(asm.vertices[skin_v, 0])]  # the face, not under the chin
+    facing = asm.vertices[skin_v, 2] > 0.05 - 0.8 * np.abs(asm.vertices[skin_v, 0])  # the face, not under the chin
+    skin_v = skin_v[facing]
     rel = asm.vertices[skin_v, :2] - centre
     ang_v, rad_v = np.arctan2(rel[:, 0], -rel[:, 1]), np.linalg.norm(rel, axis=1)
     for k in range(17):

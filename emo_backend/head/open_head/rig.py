@@ -89,7 +89,8 @@ def jaw_weight_skin(asm: Assembly) -> np.ndarray:
     v = asm.vertices
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
     skin = asm.skin
-    corner_x = 0.5 * (v[skin.grid[skin.mouth_row, skin.mouth_cols[1]], 0] - v[skin.grid[skin.mouth_row, skin.mouth_cols[0]], 0])
+    corners = skin.grid[skin.mouth_row, list(skin.mouth_cols)]
+    corner_x = 0.5 * (v[corners[1], 0] - v[corners[0], 0])
     # Away from the lips: below a line from the mouth corners back to the hinge, softly.
     boundary = np.interp(z, [-0.02, 0.02, 0.055, 0.08], [-0.025, -0.040, A.mouth_y - 0.002, A.mouth_y])
     field = _smoothstep(0.008, -0.012, y - boundary)

@@ -74,14 +74,14 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     q = mirror_x(p)
     # Skull and face masses.
     d = ellipsoid(p, (0.0, 0.030, -0.010), (0.077, 0.100, 0.099))
-    d = smin(d, super_ellipsoid(p, (0.0, -0.012, 0.016), (0.066, 0.064, 0.071), 3.0), 0.02)
+    d = smin(d, super_ellipsoid(p, (0.0, -0.008, 0.016), (0.065, 0.060, 0.071), 3.0), 0.02)
     d = smin(d, super_ellipsoid(p, (0.0, -0.054, 0.018), (0.052, 0.048, 0.070), 2.2), 0.02)
     # The muzzle over the teeth, the upper lip's slope under the nose, the cheeks beside the mouth.
     d = smin(d, ellipsoid(p, (0.0, -0.060, 0.058), (0.033, 0.032, 0.034)), 0.012)
     d = smin(d, ellipsoid(p, (0.0, -0.043, 0.084), (0.017, 0.016, 0.0135)), 0.008)
-    d = smin(d, ellipsoid(q, (0.034, -0.046, 0.058), (0.016, 0.021, 0.022)), 0.015)
+    d = smin(d, ellipsoid(q, (0.034, -0.046, 0.057), (0.015, 0.020, 0.021)), 0.015)
     # Jaw line: from the angle of the jaw to the chin, both sides.
-    d = smin(d, round_cone(q, (0.053, -0.068, -0.004), (0.011, -0.097, 0.060), 0.010, 0.009), 0.016)
+    d = smin(d, round_cone(q, (0.050, -0.068, -0.002), (0.014, -0.099, 0.058), 0.007, 0.007), 0.022)
     d = smin(d, ellipsoid(p, (0.0, -0.095, 0.068), (0.026, 0.020, 0.020)), 0.012)
     # Neck: an elliptic cylinder stub capped inside the skull.
     neck = np.sqrt(p[..., 0] ** 2 + ((p[..., 2] + 0.024) / 1.08) ** 2) - 0.050
@@ -99,7 +99,7 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     # Nose: bridge, tip, wings; nostrils pressed in from below.
     nose = round_cone(p, (0.0, 0.019, 0.083), (0.0, -0.022, 0.104), 0.0055, 0.0085)
     nose = smin(nose, ellipsoid(p, (0.0, -0.027, 0.105), (0.0095, 0.0085, 0.0105)), 0.006)
-    nose = smin(nose, ellipsoid(q, (0.0135, -0.0335, 0.0935), (0.0056, 0.0054, 0.0075)), 0.005)
+    nose = smin(nose, ellipsoid(q, (0.0130, -0.0335, 0.0930), (0.0050, 0.0050, 0.0070)), 0.007)
     d = smin(d, nose, 0.006)
     nostril = ellipsoid(q, (0.0065, -0.0375, 0.100), (0.0035, 0.0022, 0.0055))
     d = smax(d, -nostril, 0.0015)
@@ -113,6 +113,10 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = smax(d, -crease, 0.0015)
     corner = ellipsoid(q, (A.mouth_corner_x + 0.001, A.mouth_y, A.mouth_corner_z + 0.003), (0.003, 0.0035, 0.004))
     d = smax(d, -corner, 0.003)
+    # Philtral columns down the upper lip; soft folds from the nose wings towards the mouth corners.
+    d = smin(d, round_cone(q, (0.0035, -0.039, 0.0975), (0.0050, A.mouth_y + 0.0085, 0.0985), 0.0018, 0.0020), 0.003)
+    fold = round_cone(q, (0.0205, -0.031, 0.089), (0.0305, A.mouth_y - 0.002, 0.0815), 0.0012, 0.0010)
+    d = smax(d, -fold, 0.004)
     # Chin and the groove above it.
     d = smin(d, ellipsoid(p, (0.0, -0.093, 0.078), (0.016, 0.013, 0.014)), 0.008)
     return d
