@@ -19,9 +19,13 @@ BACKGROUND = np.array([0.16, 0.17, 0.19], np.float32)  # a neutral dark grey, li
 FOV_Y_DEG = 18.0  # a portrait lens (~75 mm on full frame)
 
 
+HEAD_AND_NECK_M = 0.29  # crown to just below the chin: what a portrait frames, whatever the neck stub's length
+
+
 def frame_avatar(means: Tensor, fov_y_deg: float, fill: float = 0.85) -> Tensor:
     """A front viewmat [4, 4] that makes the neutral head (means [N, 3]) fill `fill` of the frame height."""
-    lo, hi = means.min(0).values, means.max(0).values
+    lo, hi = means.min(0).values.clone(), means.max(0).values
+    lo[1] = max(float(lo[1]), float(hi[1]) - HEAD_AND_NECK_M)
     centre = (lo + hi) / 2
     height = float(hi[1] - lo[1])
     depth = float(hi[2] - lo[2])

@@ -30,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Gaussian counts of the synthetic head (default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512],
                         help="square image sizes in pixels (default: %(default)s)")
-    parser.add_argument("--avatar", default=None,
+    avatar = parser.add_mutually_exclusive_group()
+    avatar.add_argument("--avatar", default=None,
                         help="also time this avatar bundle (folder or .emosplat; default: the bundled "
                              "'default' avatar when installed)")
+    avatar.add_argument("--no-avatar", action="store_true", help="time the synthetic head only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise EmoSplatError(f"--repeats must be at least 1, got {args.repeats}")
     if any(n < 1 for n in args.counts) or any(s < 16 for s in args.sizes):
         raise EmoSplatError("--counts must be positive and --sizes at least 16 pixels")
-    bench_render(args.backends, args.repeats, args.counts, args.sizes, args.avatar)
+    bench_render(args.backends, args.repeats, args.counts, args.sizes, args.avatar, not args.no_avatar)
     return 0
 
 
@@ -130,7 +132,7 @@ def _avatar_camera(means, width: int, height: int):
 
 
 def bench_render(backends: list[str] | None, repeats: int, counts: list[int], sizes: list[int],
-                 avatar_path: str | None) -> None:
+                 avatar_path: str | None, with_avatar: bool = True) -> None:
     from emo_backend.render import resolve_backend
     from emo_backend.render.bench_scene import head_scene
     from emo_backend.render.cpu import numba_threads, threading_layer
@@ -138,23 +140,25 @@ def bench_render(backends: list[str] | None, repeats: int, counts: list[int], si
     backends = list(backends or _default_backends())
     for name in backends:
         resolve_backend(name)  # a clear DeviceError for gsplat without CUDA
-    print(f"render benchmark: median ms/frame over {repeats} frames after a warm-up (compile excluded)")
+    loaded, reason = _load_avatar_scene(avatar_path) if with_avatar else (None, None)  # fail before timing
+    if "cpu" in backends:  # compile (or load from numba's cache) and start the thread pool before timing
+        tiny = head_scene(100, 32, 32)
+        _timer("cpu", tiny[:7], 32, 32)()
+    print(f"render benchmark: median ms/frame over {repeats} frames after a warm-up (compile excluded); "
+          f"numba threads: {numba_threads()}, threading layer: {threading_layer()}")
     print("synthetic head: Gaussians on a 0.24 x 0.30 m ellipsoid shell, scales 1-3 mm, opacities 0.3-1, "
           "head filling 85% of the frame height")
     header = f"{'gaussians':>10} {'image':>9} " + " ".join(f"{b:>9}" for b in backends)
     print(header)
     print("-" * len(header))
-    first = True
     for n in counts:
         for size in sizes:
             scene = head_scene(n, size, size)[:7]
             cells = [_median_ms(_timer(b, scene, size, size), repeats) for b in backends]
-            if first:  # the layer is known once numba has run in parallel
-                print(f"(numba threads: {numba_threads()}, threading layer: {threading_layer()})")
-                first = False
             print(f"{n:>10} {f'{size}x{size}':>9} " + " ".join(f"{ms:>9.2f}" for ms in cells), flush=True)
 
-    loaded, reason = _load_avatar_scene(avatar_path)
+    if not with_avatar:
+        return
     if loaded is None:
         print(f"avatar: skipped: {reason}")
         return

@@ -99,3 +99,34 @@ def test_load_audio_adds_a_strip_and_fits_the_frame_range(blender, clean_scene, 
     assert len([s for s in addon.compat.strips(scene) if s.get(addon.sound.OWNER_KEY)]) == 1
     with pytest.raises(RuntimeError, match="nope.wav does not exist"):
         bpy.ops.emosplat.load_audio(filepath=str(tmp_path / "nope.wav"))
+
+
+def _write_wav(path, seconds: float, rate: int = 16000) -> None:
+    import wave
+
+    t = np.arange(int(rate * seconds)) / rate
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes((np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes())
+
+
+def test_export_video_writes_h264_with_aac_audio(blender, clean_scene, addon, tmp_path):
+    av = pytest.importorskip("av")
+    bpy = blender
+    scene = clean_scene
+    scene.render.fps, scene.render.fps_base = 25, 1.0
+    scene.render.resolution_x = scene.render.resolution_y = 64
+    _write_wav(tmp_path / "speech.wav", 0.2)
+    bpy.ops.emosplat.load_audio(filepath=str(tmp_path / "speech.wav"))
+    assert (scene.frame_start, scene.frame_end) == (1, 5)
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    out = tmp_path / "shot.mp4"
+    assert bpy.ops.emosplat.export_video(filepath=str(out)) == {"FINISHED"}
+    with av.open(str(out)) as container:
+        kinds = {s.type: s.codec_context.name for s in container.streams}
+        frames = sum(1 for _ in container.decode(video=0))
+    assert kinds == {"video": "h264", "audio": "aac"} and frames == 5

@@ -96,3 +96,64 @@ def test_add_avatar_adds_a_head_sized_empty(blender, clean_scene, addon):
     assert ob.type == "EMPTY" and ob.empty_display_type == "SPHERE" and ob.emosplat.is_avatar
     assert ob.emosplat.avatar_path == "default"
     assert addon.properties.active_avatar(bpy.context) == ob
+
+
+class _Recorder:
+    """Stands in for UILayout: records what the panel draws, returns itself for nested layouts."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.log.append((name, args, kwargs))
+            return _Recorder(self.log)
+
+        return call
+
+    def __setattr__(self, name, value):
+        if name == "log":
+            object.__setattr__(self, name, value)
+        else:
+            self.log.append(("set", name, value))
+
+
+def test_panel_draws_with_and_without_an_avatar(blender, clean_scene, addon):
+    bpy = blender
+    panel_cls = addon.panel.EMOSPLAT_PT_main
+    for with_avatar in (False, True):
+        if with_avatar:
+            bpy.ops.emosplat.add_avatar()
+            clean_scene.emosplat.capabilities = '{"valence_arousal": true, "text_prompts": true}'
+        log = []
+        panel_cls.draw(type("P", (), {"layout": _Recorder(log)})(), bpy.context)
+        operators = {args[0] for name, args, _ in log if name == "operator"}
+        assert {"emosplat.add_avatar", "emosplat.load_audio", "emosplat.backend", "emosplat.bake",
+                "emosplat.export_video"} <= operators
+        if with_avatar:
+            assert {"emosplat.key_emotion", "emosplat.emotion_from"} <= operators
+            props = {args[1] for name, args, _ in log if name == "prop"}
+            assert {"weight_happy", "intensity", "emotion", "key_intensity", "valence", "prompt"} <= props
+
+
+def test_preferences_default_to_the_checkout_venv_and_the_extension_user_folder(blender, addon):
+    bpy = blender
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    assert addon.ipc.repo_python() == str(REPO / ".venv" / "bin" / "python")
+    assert prefs.bl_rna.properties["backend_python"].default == addon.ipc.repo_python()
+    saved = prefs.cache_folder
+    prefs.cache_folder = ""
+    try:
+        folder = addon.preferences.cache_folder(bpy.context)
+        assert folder == bpy.utils.extension_path_user(ADDON_MODULE, path="", create=False)
+    finally:
+        prefs.cache_folder = saved
+
+
+def test_check_backend_python(blender, addon, tmp_path):
+    report = addon.ipc.check_python(sys.executable)
+    assert report.startswith("emo_backend ") and "torch" in report
+    with pytest.raises(addon.ipc.BackendError, match="does not exist"):
+        addon.ipc.check_python(str(tmp_path / "nope" / "python"))
+    with pytest.raises(addon.ipc.BackendError, match="Backend Python"):
+        addon.ipc.check_python("")

@@ -40,10 +40,10 @@ class Anatomy:
     neck_joint_z: float = -0.016
     root_joint_y: float = -0.150
     # Ears (left at +X): centre, and how far each turns its face forwards (rad).
-    ear_x: float = 0.0785
+    ear_x: float = 0.0805
     ear_y: float = 0.004
     ear_z: float = -0.013
-    ear_yaw: float = 0.42
+    ear_yaw: float = 0.36
     # Extents.
     neck_bottom_y: float = -0.185
     hairline_y: float = 0.080

@@ -204,9 +204,8 @@ def ear(side: str) -> tuple[np.ndarray, np.ndarray]:
     bowl = np.exp(-((r / 0.62) ** 2)) * (z > 0)
     z = np.where(z > 0, z * (0.34 - 0.26 * bowl), z * 0.22)
     # Outline: a rounded (superelliptic) oval, taller than wide, the lobe narrower at the bottom.
-    squash = np.where(r > 1e-9, np.maximum(np.abs(x), 1e-9) ** 0.0, 1.0)
     fullness = np.where(r > 1e-9, (np.abs(x) ** 3 + np.abs(y) ** 3 + 1e-12) ** (-1 / 3) * r, 1.0)
-    x, y = x * fullness * squash, y * fullness
+    x, y = x * fullness, y * fullness
     width = 0.0165 * (1.0 - 0.35 * np.clip(-y, 0, 1) ** 2)
     local = np.stack([x * width, y * 0.031, z * 0.016], -1)
     # Lean the top back and turn the ear's face forwards-outwards.

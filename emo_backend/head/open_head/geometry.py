@@ -5,7 +5,9 @@ band they are pulled onto exact horizontal lines so the mouth and eye slits
 are straight rows. A slit is a row whose vertices between two corner
 columns are doubled: the upper copies close the faces above, the lower copies
 the faces below, so the lips (and eyelids) can part. The eye slits are opened
-into almond-shaped fissures by spreading the rows around them.
+into almond-shaped fissures by spreading the rows around them. Below the
+last ring (under the jaw) a few rows are cast sideways from the neck's axis
+down to a flat cap at the bottom of the neck stub.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Skin:
     crown: int                  # top pole vertex id
     neck_ring: np.ndarray       # [C] bottom ring
     neck_cap: int               # centre of the neck's bottom cap
-    side: np.ndarray            # [V] +1 above the mouth slit / upper lid, -1 below / lower lid copies, 0 elsewhere
+    side: np.ndarray            # [V] on slit rows: +1 upper copies, -1 lower copies (mouth and eyes); else 0
 
 
 def _warped_angles(n: int, lo: float, hi: float, density, endpoint: bool) -> np.ndarray:
