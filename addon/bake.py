@@ -16,6 +16,7 @@ import bpy
 from . import compositor, ipc
 
 POLL_INTERVAL_S = 0.2
+CANCEL_GRACE_S = 15.0  # a backend that does not stop within this after Cancel is given up on
 
 
 class BakeJob:
@@ -31,6 +32,7 @@ class BakeJob:
         self.finished = False
         self.error: str | None = None
         self.result: dict | None = None
+        self.cancel_sent_at: float | None = None
 
     @property
     def scene(self):
@@ -50,15 +52,30 @@ class BakeJob:
         self._status(0.0, "baking: starting", baking=True)
 
     def cancel(self) -> None:
-        if not self.finished and self.backend.alive:
-            try:
-                self.backend.request({"type": "cancel"})
-            except ipc.BackendError:
-                pass
+        """Ask the backend to stop after its current frame (never waits for it)."""
+        import time
+
+        if self.finished:
+            return
+        self.cancel_sent_at = time.monotonic()
+        try:
+            self.backend.send({"type": "cancel"})
+            self._status(self._progress(), "cancelling after the current frame")
+        except ipc.BackendError as err:
+            self._fail(str(err))
+
+    def _progress(self) -> float:
+        scene = self.scene
+        return scene.emosplat.progress if scene is not None else 0.0
 
     def poll(self) -> float | None:
         """Handle what arrived; returns the next poll interval, or None once the job has ended."""
+        import time
+
         if self.finished:
+            return None
+        if self.cancel_sent_at is not None and time.monotonic() - self.cancel_sent_at > CANCEL_GRACE_S:
+            self._fail("the backend did not stop after Cancel; restart it from the EmoSplat panel")
             return None
         try:
             messages = self.backend.poll(self.request_id)
@@ -109,9 +126,12 @@ class BakeJob:
         folder, stem = self.spec["output"]["folder"], self.spec["output"]["stem"]
         start, end = self.spec["frame_range"]
         state = scene.emosplat
-        state.last_folder, state.last_stem, state.last_start, state.last_end = folder, stem, start, end
         try:
-            if self.kind == "render_shot":
+            if self.kind == "render_frame" and state.last_folder == folder and state.last_end >= state.last_start:
+                # The shot is wired already and this frame landed among its files: just show the new pixels.
+                compositor.reload_images(folder, stem)
+            else:
+                state.last_folder, state.last_stem, state.last_start, state.last_end = folder, stem, start, end
                 compositor.wire_compositor(scene, folder, stem, start, end)
                 camera = bpy.data.objects.get(self.camera_name)
                 if camera is not None:

@@ -51,6 +51,14 @@ def sequence_image(filepath: str, colorspace: str, alpha_mode: str = "STRAIGHT")
     return image
 
 
+def reload_images(folder: str, stem: str) -> None:
+    """Re-read the add-on's images of this bake (after frames were re-rendered on disk)."""
+    for path in (os.path.join(folder, f"{stem}_"), os.path.join(folder, f"{stem}_depth_")):
+        for image in bpy.data.images:
+            if image.name.startswith(PREFIX) and bpy.path.abspath(image.filepath).startswith(path):
+                image.reload()
+
+
 def _set_sequence(user_or_node, start: int, end: int) -> None:
     # Files are numbered by scene frame: scene frame f shows file f.
     user_or_node.frame_start = start

@@ -1,6 +1,7 @@
 """The `emosplat` command (also `python -m emo_backend`).
 
-Errors a user can fix (`EmoSplatError`) print one clear line and exit 2; a
+Errors a user can fix (`EmoSplatError`) print one clear line and exit 2. Any
+other exception is a bug: it prints one line saying so and exits 1. A
 traceback appears only with `--debug`. Ctrl-C exits 130 without a traceback.
 """
 
@@ -53,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"emosplat {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, not bad input: say so without burying the user in a traceback
+        if args.debug:
+            raise
+        print(f"emosplat {args.command}: internal error: {type(err).__name__}: {err} "
+              "(rerun with --debug for the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

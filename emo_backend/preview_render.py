@@ -57,7 +57,7 @@ def render_rig_test(avatar_ref: str, out: Path, size: int = 512, fps: float = 25
 
     avatar = load_avatar(resolve_avatar_path(avatar_ref))
     backend = resolve_backend(backend)
-    timeline = rig_test_timeline(avatar.expr_names, fps=fps)
+    timeline = rig_test_timeline(avatar.head.expr_names, fps=fps)
     num_frames = timeline.expression.shape[0]
 
     with torch.no_grad():

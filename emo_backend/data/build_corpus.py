@@ -180,18 +180,24 @@ class ClipRenderer:
 
 
 _worker: ClipRenderer | None = None
+_worker_error: str | None = None
 
 
 def _init_worker(options: SynthOptions) -> None:
-    global _worker
-    import torch
+    # A failing initializer would make the Pool respawn workers forever: keep the error, report it per task.
+    global _worker, _worker_error
+    try:
+        import torch
 
-    torch.set_num_threads(1)  # one core per worker process
-    _worker = ClipRenderer(options)
+        torch.set_num_threads(1)  # one core per worker process
+        _worker = ClipRenderer(options)
+    except Exception as err:  # noqa: BLE001 - re-raised in the main process by _work
+        _worker_error = f"{type(err).__name__}: {err}"
 
 
 def _work(spec: ClipSpec) -> dict:
-    assert _worker is not None
+    if _worker is None:
+        raise EmoSplatError(f"a synth worker process could not start ({_worker_error})")
     return _worker(spec)
 
 

@@ -3,7 +3,7 @@
 Four compiled stages with no Python work between them beyond allocation:
   1. `_project`        (parallel over Gaussians): EWA projection in float64 into one float32
                        record (cache line) per Gaussian.
-  2. `_sorted_visible` visible ids by (depth, id): chunks sorted in parallel, then merged.
+  2. `_sorted_visible` visible ids by (depth, id): a stable radix sort of the depth bits.
   3. `_bin`            per-tile lists, filled front to back by bands of tile rows in parallel.
   4. `_rasterize`      (parallel over tiles): front-to-back compositing, 16-pixel rows as vector code.
 
@@ -44,13 +44,26 @@ P_X, P_Y, P_A, P_B, P_C, P_OPACITY, P_POWER_CUT, P_RX, P_RY, P_R, P_G, P_BLUE, P
 RECORD = 16
 
 
+@njit(cache=True)
+def _tile_rect(mx, my, rx, ry, tiles_x, tiles_y):
+    """Tiles [x0, x1) x [y0, y1) that a box touches, as gsplat's isect_tiles computes them."""
+    x0 = min(max(0, int(math.floor((mx - rx) / TILE_SIZE))), tiles_x)
+    y0 = min(max(0, int(math.floor((my - ry) / TILE_SIZE))), tiles_y)
+    x1 = min(max(0, int(math.ceil((mx + rx) / TILE_SIZE))), tiles_x)
+    y1 = min(max(0, int(math.ceil((my + ry) / TILE_SIZE))), tiles_y)
+    return x0, y0, x1, y1
+
+
 @njit(parallel=True, cache=True)
 def _project(
     means, quats, scales, opacities, colors,  # [N,3] [N,4] [N,3] [N] [N,3] float32
-    viewmat, fx, fy, cx, cy, width, height, eps2d, near, far, opacity_radius,
-    records, depths, radii,                   # outputs: [N,16] f32 (P_* columns), [N] f32, [N,2] i32
+    viewmat, fx, fy, cx, cy, width, height, eps2d, near, far, opacity_radius, tiles_x, tiles_y,
+    records, depths, radii, rects,            # outputs: [N,16] f32 (P_* columns), [N] f32, [N,2] i32, [N,4] i32
 ):
-    """EWA projection (float64 maths) straight into the rasterizer's records; radii 0 = culled."""
+    """EWA projection (float64 maths) straight into the rasterizer's records; radii 0 = culled.
+
+    `rects` [N, 4] is the tile rectangle x0, y0, x1, y1 (exclusive) each Gaussian touches.
+    """
     n = means.shape[0]
     tan_fovx = 0.5 * width / fx
     tan_fovy = 0.5 * height / fy
@@ -61,6 +74,10 @@ def _project(
     for i in prange(n):
         radii[i, 0] = 0
         radii[i, 1] = 0
+        rects[i, 0] = 0
+        rects[i, 1] = 0
+        rects[i, 2] = 0
+        rects[i, 3] = 0
         mx = np.float64(means[i, 0])
         my = np.float64(means[i, 1])
         mz = np.float64(means[i, 2])
@@ -78,11 +95,11 @@ def _project(
         qx = np.float64(quats[i, 1])
         qy = np.float64(quats[i, 2])
         qz = np.float64(quats[i, 3])
-        qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
-        qw /= qn
-        qx /= qn
-        qy /= qn
-        qz /= qn
+        inv_qn = 1.0 / max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
+        qw *= inv_qn
+        qx *= inv_qn
+        qy *= inv_qn
+        qz *= inv_qn
         r00 = 1 - 2 * (qy * qy + qz * qz)
         r01 = 2 * (qx * qy - qw * qz)
         r02 = 2 * (qx * qz + qw * qy)
@@ -108,13 +125,14 @@ def _project(
         m20 = (w0 * r00 + w1 * r10 + w2 * r20) * sx
         m21 = (w0 * r01 + w1 * r11 + w2 * r21) * sy
         m22 = (w0 * r02 + w1 * r12 + w2 * r22) * sz
-        u = min(lim_x_pos, max(-lim_x_neg, tx / tz))
-        v = min(lim_y_pos, max(-lim_y_neg, ty / tz))
+        rz = 1.0 / tz
+        u = min(lim_x_pos, max(-lim_x_neg, tx * rz))
+        v = min(lim_y_pos, max(-lim_y_neg, ty * rz))
         # rows of J (2x3) times cm -> 2x3, then cov2d = (J cm)(J cm)^T
-        j00 = fx / tz
-        j02 = -fx * u / tz
-        j11 = fy / tz
-        j12 = -fy * v / tz
+        j00 = fx * rz
+        j02 = -fx * u * rz
+        j11 = fy * rz
+        j12 = -fy * v * rz
         a0 = j00 * m00 + j02 * m20
         a1 = j00 * m01 + j02 * m21
         a2 = j00 * m02 + j02 * m22
@@ -127,25 +145,27 @@ def _project(
         det = ca * cc - cb * cb
         if not (det > 0):
             continue
+        # power beyond ln(255 o) means alpha < 1/255: the box's reach, and the rasterizer's cut
+        power_cut = math.log(max(op, 1e-30) / ALPHA_THRESHOLD)
         extent = FIXED_EXTENT
         if opacity_radius:
-            extent = min(extent, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+            extent = min(extent, math.sqrt(2.0 * power_cut))
         rx = math.ceil(extent * math.sqrt(ca))
         ry = math.ceil(extent * math.sqrt(cc))
-        px = fx * tx / tz + cx
-        py = fy * ty / tz + cy
+        px = fx * tx * rz + cx
+        py = fy * ty * rz + cy
         if rx <= 0 and ry <= 0:
             continue
         if px + rx <= 0 or px - rx >= width or py + ry <= 0 or py - ry >= height:
             continue
         records[i, P_X] = px
         records[i, P_Y] = py
-        records[i, P_A] = cc / det
-        records[i, P_B] = -cb / det
-        records[i, P_C] = ca / det
+        inv_det = 1.0 / det
+        records[i, P_A] = cc * inv_det
+        records[i, P_B] = -cb * inv_det
+        records[i, P_C] = ca * inv_det
         records[i, P_OPACITY] = op
-        # power beyond ln(255 o) means alpha < 1/255: the rasterizer's cut without an exp
-        records[i, P_POWER_CUT] = math.log(max(op, 1e-30) / ALPHA_THRESHOLD)
+        records[i, P_POWER_CUT] = power_cut
         records[i, P_RX] = rx
         records[i, P_RY] = ry
         records[i, P_R] = colors[i, 0]
@@ -154,113 +174,96 @@ def _project(
         records[i, P_Z] = tz
         radii[i, 0] = np.int32(rx)
         radii[i, 1] = np.int32(ry)
+        x0, y0, x1, y1 = _tile_rect(records[i, P_X], records[i, P_Y], records[i, P_RX], records[i, P_RY],
+                                    tiles_x, tiles_y)
+        rects[i, 0] = x0
+        rects[i, 1] = y0
+        rects[i, 2] = x1
+        rects[i, 3] = y1
+
+
+RADIX_BITS = 11  # three passes cover the 31 bits of a positive float32
 
 
 @njit(cache=True)
-def _tile_rect(mx, my, rx, ry, tiles_x, tiles_y):
-    """Tiles [x0, x1) x [y0, y1) that a box touches, as gsplat's isect_tiles computes them."""
-    x0 = min(max(0, int(math.floor((mx - rx) / TILE_SIZE))), tiles_x)
-    y0 = min(max(0, int(math.floor((my - ry) / TILE_SIZE))), tiles_y)
-    x1 = min(max(0, int(math.ceil((mx + rx) / TILE_SIZE))), tiles_x)
-    y1 = min(max(0, int(math.ceil((my + ry) / TILE_SIZE))), tiles_y)
-    return x0, y0, x1, y1
-
-
-@njit(parallel=True, cache=True)
-def _sorted_visible(depths, radii, n_chunks):
+def _sorted_visible(depths, radii):
     """Visible Gaussian ids ordered by (depth, id): gsplat's stable depth order.
 
-    Keys pack the float32 depth's bits (depth > 0 after culling, so the bits sort as
-    the values do) above the id; chunks are sorted in parallel, then merged.
+    A stable LSD radix sort on the float32 depth's bits (depth > 0 after culling, so the
+    bits order as the values do), starting from ids in increasing order: ties keep id order.
     """
     n = depths.shape[0]
-    depth_bits = depths.view(np.int32)
+    bits = depths.view(np.uint32)
     n_vis = 0
     for i in range(n):
         if radii[i, 0] > 0 or radii[i, 1] > 0:
             n_vis += 1
-    keys = np.empty(n_vis, np.int64)
+    order = np.empty(n_vis, np.int32)
+    keys = np.empty(n_vis, np.uint32)
     k = 0
     for i in range(n):
         if radii[i, 0] > 0 or radii[i, 1] > 0:
-            keys[k] = (np.int64(depth_bits[i]) << 32) | i
+            order[k] = i
+            keys[k] = bits[i]
             k += 1
-    bounds = np.linspace(0, n_vis, n_chunks + 1).astype(np.int64)
-    for c in prange(n_chunks):
-        keys[bounds[c]:bounds[c + 1]] = np.sort(keys[bounds[c]:bounds[c + 1]])
-    width = 1
-    while width < n_chunks:  # pairwise merges of sorted runs
-        merged = np.empty_like(keys)
-        for c in range(0, n_chunks, 2 * width):
-            lo = bounds[c]
-            mid = bounds[min(c + width, n_chunks)]
-            hi = bounds[min(c + 2 * width, n_chunks)]
-            a, b, o = lo, mid, lo
-            while a < mid and b < hi:
-                if keys[a] <= keys[b]:
-                    merged[o] = keys[a]
-                    a += 1
-                else:
-                    merged[o] = keys[b]
-                    b += 1
-                o += 1
-            while a < mid:
-                merged[o] = keys[a]
-                a += 1
-                o += 1
-            while b < hi:
-                merged[o] = keys[b]
-                b += 1
-                o += 1
-        keys = merged
-        width *= 2
-    order = np.empty(n_vis, np.int32)
-    for k in range(n_vis):
-        order[k] = np.int32(keys[k] & 0xFFFFFFFF)
+    order_tmp = np.empty_like(order)
+    keys_tmp = np.empty_like(keys)
+    n_buckets = 1 << RADIX_BITS
+    mask = np.uint32(n_buckets - 1)
+    for shift in range(0, 32, RADIX_BITS):
+        counts = np.zeros(n_buckets + 1, np.int64)
+        for k in range(n_vis):
+            counts[((keys[k] >> shift) & mask) + 1] += 1
+        if counts.max() == n_vis:  # every key has the same digit here: nothing to move
+            continue
+        for b in range(n_buckets):
+            counts[b + 1] += counts[b]
+        for k in range(n_vis):
+            d = (keys[k] >> shift) & mask
+            dest = counts[d]
+            counts[d] += 1
+            keys_tmp[dest] = keys[k]
+            order_tmp[dest] = order[k]
+        keys, keys_tmp = keys_tmp, keys
+        order, order_tmp = order_tmp, order
     return order
 
 
 @njit(parallel=True, cache=True)
-def _bin(records, order, tiles_x, tiles_y, n_bands):
+def _bin(rects, order, tiles_x, tiles_y, n_bands):
     """-> offsets [tiles+1] int64, ids [n_isects] int32: per tile, Gaussian ids front to back.
 
-    Each band of tile rows walks `order` (front to back) on its own thread and fills
-    only its tiles, so every tile's list comes out sorted without atomics.
+    Each band of tile rows works on its own thread: it counts its tiles' entries (in id
+    order, a sequential read), then walks `order` (front to back) filling only its tiles,
+    so every tile's list comes out sorted without atomics.
     """
     n_tiles = tiles_x * tiles_y
-    n = order.shape[0]
-    rects = np.empty((n, 4), np.int32)
-    for k in prange(n):
-        i = order[k]
-        x0, y0, x1, y1 = _tile_rect(records[i, P_X], records[i, P_Y], records[i, P_RX], records[i, P_RY],
-                                    tiles_x, tiles_y)
-        rects[k, 0] = x0
-        rects[k, 1] = y0
-        rects[k, 2] = x1
-        rects[k, 3] = y1
+    n = rects.shape[0]
     n_bands = max(1, min(n_bands, tiles_y))
     band_rows = np.linspace(0, tiles_y, n_bands + 1).astype(np.int64)
     counts = np.zeros(n_tiles + 1, dtype=np.int64)
     for b in prange(n_bands):
         r0, r1 = band_rows[b], band_rows[b + 1]
-        for k in range(n):
-            y0 = max(rects[k, 1], r0)
-            y1 = min(rects[k, 3], r1)
+        for i in range(n):  # culled Gaussians have an empty rectangle
+            y0 = max(rects[i, 1], r0)
+            y1 = min(rects[i, 3], r1)
             for ty in range(y0, y1):
-                for tx in range(rects[k, 0], rects[k, 2]):
+                for tx in range(rects[i, 0], rects[i, 2]):
                     counts[ty * tiles_x + tx + 1] += 1
     offsets = np.cumsum(counts)
     ids = np.empty(offsets[-1], dtype=np.int32)
+    n_vis = order.shape[0]
     for b in prange(n_bands):
         r0, r1 = band_rows[b], band_rows[b + 1]
         fill = offsets[r0 * tiles_x:r1 * tiles_x].copy()
-        for k in range(n):
-            y0 = max(rects[k, 1], r0)
-            y1 = min(rects[k, 3], r1)
+        for k in range(n_vis):
+            i = order[k]
+            y0 = max(rects[i, 1], r0)
+            y1 = min(rects[i, 3], r1)
             for ty in range(y0, y1):
-                for tx in range(rects[k, 0], rects[k, 2]):
+                for tx in range(rects[i, 0], rects[i, 2]):
                     t = ty * tiles_x + tx - r0 * tiles_x
-                    ids[fill[t]] = order[k]
+                    ids[fill[t]] = i
                     fill[t] += 1
     return offsets, ids
 
@@ -441,13 +444,14 @@ def _render_locked(means, quats, scales, opacities, colors, viewmat, K, width, h
     records = np.zeros((n, RECORD), np.float32)
     depths = np.zeros(n, np.float32)
     radii = np.zeros((n, 2), np.int32)
-    _project(means, quats, scales, opacities, colors, viewmat, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
-             float(K[1, 2]), int(width), int(height), EPS2D, NEAR_PLANE, FAR_PLANE, bool(opacity_radius),
-             records, depths, radii)
+    rects = np.empty((n, 4), np.int32)
     tiles_x = -(-width // TILE_SIZE)
     tiles_y = -(-height // TILE_SIZE)
-    order = _sorted_visible(depths, radii, max(1, numba.get_num_threads()))
-    offsets, ids = _bin(records, order, tiles_x, tiles_y, 2 * numba.get_num_threads())
+    _project(means, quats, scales, opacities, colors, viewmat, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
+             float(K[1, 2]), int(width), int(height), EPS2D, NEAR_PLANE, FAR_PLANE, bool(opacity_radius), tiles_x,
+             tiles_y, records, depths, radii, rects)
+    order = _sorted_visible(depths, radii)
+    offsets, ids = _bin(rects, order, tiles_x, tiles_y, numba.get_num_threads())
     bg = np.zeros(3, np.float32) if background is None else _f32(background).reshape(3)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)

@@ -172,3 +172,47 @@ def test_bake_and_composite_put_the_avatar_behind_and_in_front_of_scene_geometry
     behind = render("cube_behind")
     diff = np.abs(behind[..., :3] - avatar_rgba[..., :3]).max(-1)
     assert np.quantile(diff[head_behind_cube], 0.98) < 4 / 255
+
+
+def test_bake_frame_then_cancel_a_shot_from_the_timer_path(blender, clean_scene, addon, tmp_path, backend):
+    """The UI path without a UI: BakeJob.poll() as the timer calls it; one frame, then a cancelled shot."""
+    import time
+
+    bpy = blender
+    scene = clean_scene
+    scene.frame_start, scene.frame_end, scene.frame_current = 1, 40, 3
+    scene.render.resolution_x = scene.render.resolution_y = 32
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0.0, -0.6, 0.0), (math.pi / 2, 0.0, 0.0)
+    scene.camera = cam
+    bpy.ops.emosplat.add_avatar()
+    avatar = bpy.context.object
+    avatar.emosplat.avatar_path = build_test_avatar(tmp_path)
+    folder = str(tmp_path / "frames")
+
+    spec = addon.shot_spec.build_shot_spec(scene, avatar, folder, device="cpu", frames=(3, 3))
+    job = addon.bake.BakeJob(backend, scene.name, cam.name, spec, kind="render_frame", frame=3)
+    job.start()
+    deadline = time.monotonic() + 120
+    while job.poll() is not None:  # what the timer does, every POLL_INTERVAL_S
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert job.error is None and job.result["frames"] == [3], job.error
+    assert (tmp_path / "frames" / "avatar_0003.png").is_file()
+    assert cam.data.background_images[0].image.source == "SEQUENCE"
+
+    spec = addon.shot_spec.build_shot_spec(scene, avatar, folder, device="cpu")
+    job = addon.bake.BakeJob(backend, scene.name, cam.name, spec)
+    job.start()
+    progressed = False
+    while job.poll() is not None:
+        assert time.monotonic() < deadline
+        if scene.emosplat.progress > 0 and not progressed:
+            progressed = True
+            job.cancel()
+        time.sleep(0.02)
+    assert progressed and job.error is None and job.result["type"] == "cancelled"
+    assert scene.emosplat.status.startswith("cancelled") and not scene.emosplat.baking
+    assert 1 <= len(job.result["frames"]) < 40  # stopped early; finished frames stay for the next bake
+    assert backend.request({"type": "ping"})["pong"]  # and the backend is ready for more

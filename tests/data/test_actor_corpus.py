@@ -107,3 +107,25 @@ def test_resume_skips_finished_clips_and_refuses_other_options(corpus):
     assert (options.out / SYNTH_JSON).exists()
     with pytest.raises(EmoSplatError, match="other synth options"):
         build_corpus(SynthOptions(out=options.out, size=32, small=True, workers=1), progress=False)
+
+
+@needs_espeak
+def test_espeak_clip_opens_on_vowels_and_closes_on_bilabials():
+    from emo_backend.data.actor import perform_clip
+    from emo_backend.data.speech.visemes import phoneme_visemes
+    from emo_backend.data.synth import SENTENCES, ClipSpec, speech_track
+
+    spec = ClipSpec("bob_surprised", SENTENCES[21], 21, "en-us", 165, 45, "surprised", 1.0, "synth_a", 1, "train")
+    assert "Bob bought" in spec.sentence
+    track = speech_track(spec, 25.0)
+    perf = perform_clip(spec, track)
+    sealed = opened = 0
+    for p in track.phonemes:
+        frame = int(round(0.5 * (p.start_s + p.end_s) * 25.0))
+        if phoneme_visemes(p.symbol) == ("PP",):
+            assert perf.jaw[frame] < 0.04, p
+            sealed += 1
+        elif phoneme_visemes(p.symbol)[0] == "AA" and p.end_s - p.start_s > 0.06:
+            assert perf.jaw[frame] > 0.1, p
+            opened += 1
+    assert sealed >= 5 and opened >= 2
