@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "dataset": "emo_backend.commands.dataset",
     "train": "emo_backend.commands.train",
     "eval": "emo_backend.commands.eval",
+    "render": "emo_backend.commands.render",
+    "serve": "emo_backend.commands.serve",
 }
 
 

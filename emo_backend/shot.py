@@ -383,21 +383,6 @@ def to_straight_rgba(rgb, alpha) -> np.ndarray:
     return np.round(np.clip(rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-BLENDER_DEPTH_CHANNEL = "V"  # Blender's name for one-value passes; a lone "Z" channel reads as garbage in Blender 5.0
-
-
-def write_depth_exr(path: str | os.PathLike, depth: np.ndarray) -> None:
-    """depth [H, W] float32 -> single-channel EXR that Blender's Image node loads (channel "V"), atomically."""
-    import OpenEXR
-
-    from emo_backend.files.atomic import atomic_path
-
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    with atomic_path(path) as tmp:
-        with OpenEXR.File(header, {BLENDER_DEPTH_CHANNEL: np.ascontiguousarray(depth, dtype=np.float32)}) as exr:
-            exr.write(str(tmp))
-
-
 def to_depth(depth, alpha) -> np.ndarray:
     """Camera-space z [H, W] float32, +inf where nothing is covered (the compositor's 'far')."""
     depth = depth.detach().cpu().numpy()[..., 0].astype(np.float32)
@@ -474,7 +459,7 @@ def render_shot(
     from emo_backend.avatar.blendshapes import evaluate
     from emo_backend.avatar.bundle import load_avatar, resolve_avatar_path
     from emo_backend.avatar.gaussians import activate
-    from emo_backend.files.images import write_png
+    from emo_backend.files.images import write_exr_depth, write_png
     from emo_backend.render import rasterize
 
     started = time.perf_counter()
@@ -520,7 +505,7 @@ def render_shot(
                     spec.width, spec.height, backend=backend,
                 )
                 write_png(spec.image_path(f), to_straight_rgba(rgb, alpha))
-                write_depth_exr(spec.depth_path(f), to_depth(depth, alpha))
+                write_exr_depth(spec.depth_path(f), to_depth(depth, alpha))
                 record[str(f)] = digests[i]
                 _write_record(spec, record)
                 result.rendered.append(f)
@@ -532,3 +517,84 @@ def render_shot(
     result.frames = [f for f in wanted if f in done]
     result.seconds = time.perf_counter() - started
     return result
+
+
+# ---------------------------------------------------------------------------------------------- without Blender
+
+
+def spec_from_options(
+    output_dir: str | os.PathLike,
+    audio: str | os.PathLike | None = None,
+    emotion: str = "neutral",     # an emotion string ("happy:0.7@0.8") or an emotion-curves JSON file
+    avatar: str = "default",
+    size: int = 512,
+    fps: float = 25.0,
+    seconds: float | None = None,  # default: the audio's length, else 4 s
+    backend: str = "auto",
+    device: str = "auto",
+    seed: int = 0,
+) -> ShotSpec:
+    """A front-camera portrait shot for `emosplat render --audio ... --emotion ...` (no Blender, no spec file)."""
+    import torch
+
+    from emo_backend.avatar.blendshapes import neutral_means
+    from emo_backend.avatar.bundle import load_avatar, resolve_avatar_path
+    from emo_backend.preview_render import FOV_Y_DEG, frame_avatar
+    from emo_backend.render.camera import intrinsics_from_fov
+
+    if seconds is None:
+        if audio is not None:
+            from emo_backend.audio.loading import duration_s, load_audio
+
+            samples, rate = load_audio(audio)
+            seconds = duration_s(samples, rate)
+        else:
+            seconds = 4.0
+    frames = max(1, int(math.ceil(seconds * fps - 1e-6)))
+    if Path(emotion).suffix.lower() == ".json":
+        from emo_backend.emotion.curves import load_curves
+
+        weights, intensity, blink = load_curves(emotion).sample(frames, fps)
+        emotion_json = {"weights": weights.tolist(), "intensity": intensity.tolist()}
+        blink_json: Any = blink.tolist()
+    else:
+        from emo_backend.emotion.space import parse_emotion
+
+        frame = parse_emotion(emotion)
+        emotion_json = {"weights": list(frame.weights), "intensity": frame.intensity}
+        blink_json = "auto"
+    path = resolve_avatar_path(avatar)
+    means = neutral_means(load_avatar(path))
+    viewmat = frame_avatar(means, FOV_Y_DEG)
+    K = intrinsics_from_fov(FOV_Y_DEG, size, size)
+    data = {
+        "version": SPEC_VERSION, "fps": fps, "frame_range": [0, frames - 1], "resolution": [size, size],
+        "audio": None if audio is None else str(Path(audio).resolve()), "avatar": str(path),
+        "emotion": emotion_json, "blink": blink_json,
+        "camera": {"K": K.tolist(), "viewmat": viewmat.tolist()}, "avatar_matrix": torch.eye(4).tolist(),
+        "output": {"folder": str(Path(output_dir).resolve()), "stem": "avatar", "format": "png"},
+        "backend": backend, "device": device, "seed": seed,
+    }
+    return parse_shot_spec(data)
+
+
+def write_video(spec: ShotSpec, path: str | os.PathLike, background=(0.16, 0.17, 0.19)) -> Path:
+    """The shot's frames over a flat background, with its audio, as an H.264/AAC MP4 (atomically)."""
+    from emo_backend.files.images import read_png
+    from emo_backend.files.video import mp4_writer
+
+    audio, rate = None, 16000
+    if spec.audio is not None:
+        from emo_backend.audio.loading import load_audio
+
+        samples, rate = load_audio(spec.audio)
+        audio = samples[: int(round(spec.num_frames / spec.fps * rate))]  # the clip starts with the first frame
+    width, height = spec.width - spec.width % 2, spec.height - spec.height % 2
+    bg = np.asarray(background, dtype=np.float32)
+    with mp4_writer(path, spec.fps, width, height, audio=audio, audio_rate=rate) as write:
+        for f in spec.frames:
+            rgba = read_png(spec.image_path(f)).astype(np.float32) / 255.0
+            alpha = rgba[..., 3:4]
+            rgb = rgba[..., :3] * alpha + bg * (1.0 - alpha)  # straight alpha "over" the background
+            write(np.round(rgb[:height, :width] * 255.0).astype(np.uint8))
+    return Path(path)

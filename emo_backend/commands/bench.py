@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Gaussian counts of the synthetic head (default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512],
                         help="square image sizes in pixels (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="numba threads for the cpu backend (default: numba's, usually all cores)")
     avatar = parser.add_mutually_exclusive_group()
     avatar.add_argument("--avatar", default=None,
                         help="also time this avatar bundle (folder or .emosplat; default: the bundled "
@@ -44,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
         raise EmoSplatError(f"--repeats must be at least 1, got {args.repeats}")
     if any(n < 1 for n in args.counts) or any(s < 16 for s in args.sizes):
         raise EmoSplatError("--counts must be positive and --sizes at least 16 pixels")
+    if args.threads is not None:
+        import numba
+
+        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+            raise EmoSplatError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {args.threads}")
+        numba.set_num_threads(args.threads)
     bench_render(args.backends, args.repeats, args.counts, args.sizes, args.avatar, not args.no_avatar)
     return 0
 

@@ -1,7 +1,9 @@
 """Image files: PNG (RGB/RGBA uint8) and single-channel float32 EXR depth, written atomically.
 
-Depth EXRs carry one FLOAT channel named "Z" (the name compositors expect for
-depth) holding camera-space z in metres; +inf marks pixels nothing covers.
+Depth EXRs carry one FLOAT channel named "V" holding camera-space z in metres;
++inf marks pixels nothing covers. "V" because Blender 5.0's Image node reads a
+lone "V" channel as a value image but misreads a lone "Z" one; readers here
+accept "Z" and "depth" too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from emo_backend.errors import InvalidFileError
 from emo_backend.files.atomic import atomic_path
 
-DEPTH_CHANNEL = "Z"
+DEPTH_CHANNEL = "V"
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -53,7 +55,7 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_exr_depth(path: str | os.PathLike, depth) -> None:
-    """depth [H, W] float32 (camera z, +inf where empty) -> single-channel "Z" EXR at `path`, atomically."""
+    """depth [H, W] float32 (camera z, +inf where empty) -> single-channel "V" EXR at `path`, atomically."""
     import OpenEXR
 
     depth = _to_numpy(depth)
@@ -67,7 +69,7 @@ def write_exr_depth(path: str | os.PathLike, depth) -> None:
 
 
 def read_exr_depth(path: str | os.PathLike) -> np.ndarray:
-    """Single-channel depth EXR -> float32 [H, W]. Accepts a channel named "Z", "depth" or "Depth.V"/"depth.Z"."""
+    """Single-channel depth EXR -> float32 [H, W]. Accepts a channel named "V", "Z", "depth" or "Depth.V"/"depth.Z"."""
     import OpenEXR
 
     path = Path(path)
@@ -76,12 +78,12 @@ def read_exr_depth(path: str | os.PathLike) -> np.ndarray:
     try:
         with OpenEXR.File(str(path)) as exr:
             channels = exr.channels()
-            for name in (DEPTH_CHANNEL, "depth", "Depth", "Depth.V", "depth.Z", "Depth.Z"):
+            for name in (DEPTH_CHANNEL, "Z", "depth", "Depth", "Depth.V", "depth.Z", "Depth.Z"):
                 if name in channels:
                     return np.ascontiguousarray(channels[name].pixels, dtype=np.float32)
     except RuntimeError as err:
         raise InvalidFileError(f"{path}: not a readable EXR file ({err}); re-render it") from None
     raise InvalidFileError(
-        f"{path}: EXR has no depth channel (looked for 'Z' or 'depth'; it has {sorted(channels)}); "
+        f"{path}: EXR has no depth channel (looked for 'V', 'Z' or 'depth'; it has {sorted(channels)}); "
         "write depth with a channel named Z"
     )

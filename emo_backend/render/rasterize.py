@@ -114,10 +114,22 @@ def _cpu(means, quats, scales, opacities, colors, viewmat, K, width, height, bac
 
 
 def _gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height, background):
-    from gsplat import rasterization
+    try:
+        from gsplat import rasterization
+    except (ImportError, OSError) as err:
+        raise DeviceError(f"the gsplat CUDA renderer cannot be loaded ({err}); use backend 'cpu'") from err
 
     device = means.device if means.device.type == "cuda" else torch.device("cuda")
     f = lambda t: t.to(device, torch.float32)  # noqa: E731
+    try:
+        return _gsplat_call(rasterization, f, means, quats, scales, opacities, colors, viewmat, K, width, height,
+                            background)
+    except torch.cuda.OutOfMemoryError as err:
+        raise DeviceError(f"CUDA ran out of memory splatting {means.shape[0]} Gaussians at {width}x{height}; "
+                          "close other GPU work, lower the resolution, or use backend 'cpu'") from err
+
+
+def _gsplat_call(rasterization, f, means, quats, scales, opacities, colors, viewmat, K, width, height, background):
     renders, alphas, _ = rasterization(
         f(means), f(quats), f(scales), f(opacities), f(colors), f(viewmat)[None], f(K)[None], width, height,
         near_plane=NEAR_PLANE, far_plane=FAR_PLANE, eps2d=EPS2D, packed=False, tile_size=TILE_SIZE,

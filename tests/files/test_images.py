@@ -58,16 +58,16 @@ def test_read_png_errors_name_the_file(tmp_path):
         read_png(bad)
 
 
-def test_depth_exr_round_trip_with_z_channel(tmp_path):
+def test_depth_exr_round_trip_with_v_channel(tmp_path):
     depth = np.random.default_rng(0).uniform(0.3, 5.0, size=(19, 31)).astype(np.float32)
     depth[0, :4] = np.inf  # empty pixels
     path = tmp_path / "frame_0001.exr"
     write_exr_depth(path, depth)
     np.testing.assert_array_equal(read_exr_depth(path), depth)
-    with OpenEXR.File(str(path)) as exr:  # what other tools see: one FLOAT channel named Z
+    with OpenEXR.File(str(path)) as exr:  # what Blender sees: one FLOAT channel named V
         channels = exr.channels()
-        assert list(channels) == ["Z"]
-        assert channels["Z"].pixels.dtype == np.float32
+        assert list(channels) == ["V"]
+        assert channels["V"].pixels.dtype == np.float32
     assert [p.name for p in tmp_path.iterdir()] == ["frame_0001.exr"]
 
 

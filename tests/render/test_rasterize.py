@@ -138,3 +138,26 @@ def test_bad_inputs_and_backends():
         assert resolve_backend("auto") == "cpu"
         with pytest.raises(DeviceError, match="CUDA"):
             rasterize(*scene, 16, 16, backend="gsplat")
+
+
+def test_gsplat_call_arguments_and_channels():
+    """Without a GPU: the gsplat wrapper asks for gsplat's depth semantics and splits its channels right."""
+    from emo_backend.render.rasterize import _gsplat_call
+
+    seen = {}
+
+    def fake_rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kw):
+        seen.update(kw, viewmats=viewmats.shape, Ks=Ks.shape, width=width, height=height)
+        renders = torch.arange(height * width * 4, dtype=torch.float32).reshape(1, height, width, 4)
+        alphas = torch.full((1, height, width, 1), 0.5)
+        alphas[0, 0, 0, 0] = 0.0
+        return renders, alphas, {}
+
+    scene = random_scene(5, 6, 4, 0)
+    rgb, alpha, depth = _gsplat_call(fake_rasterization, lambda t: t.float(), *scene, 6, 4, torch.ones(3))
+    assert seen["packed"] is False and seen["render_mode"] == "RGB+ED" and seen["rasterize_mode"] == "classic"
+    assert seen["eps2d"] == 0.3 and seen["near_plane"] == 0.01 and seen["tile_size"] == 16
+    assert seen["viewmats"] == (1, 4, 4) and seen["Ks"] == (1, 3, 3) and seen["backgrounds"].shape == (1, 3)
+    assert rgb.shape == (4, 6, 3) and alpha.shape == (4, 6, 1) and depth.shape == (4, 6, 1)
+    assert rgb[1, 2].tolist() == [32.0, 33.0, 34.0] and depth[1, 2, 0] == 35.0
+    assert depth[0, 0, 0] == 0.0  # where alpha is 0
