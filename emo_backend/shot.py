@@ -4,11 +4,14 @@ The Blender add-on writes the spec (cameras already converted to OpenCV, the
 avatar object's matrix already composed with the avatar-space axis change);
 `emosplat render --shot spec.json` runs the same spec without Blender.
 
-Per frame: emotion (8 weights + intensity) -> FACS expression and jaw through
-the emotion recipe, blink added on AU45, the avatar's Gaussian blendshapes
-evaluated in avatar space, moved into the scene by the avatar matrix, splatted
-with the frame's camera. Audio-driven lip sync arrives with A2ET; until then
-the audio path is validated and carried but does not move the mouth.
+Per frame, with `motion` "a2et" (the default whenever A2ET weights and audio
+are there): the audio's features and the frame's emotion (8 weights +
+intensity) drive A2ET twice (neutral and keyed), blink goes on AU45, stage 1
+evaluates the Gaussian blendshapes and stage 2 (the avatar's EGD, when it has
+one) adds the emotional residual (`motion.pipeline`). With `motion` "recipe"
+(or no audio / no A2ET) the FACS emotion recipe gives expression and jaw, with
+no lip sync. Either way the avatar-space Gaussians are moved into the scene by
+the avatar matrix and splatted with the frame's camera.
 
 Frames already on disk whose inputs are unchanged are skipped (a rerun
 continues an interrupted render; changing a key re-renders only the frames it
@@ -34,6 +37,7 @@ SPEC_VERSION = 1
 NUM_EMOTIONS = 8  # DESIGN.md's order: neutral, angry, contempt, disgusted, fear, happy, sad, surprised
 FORMATS = ("png",)
 RENDER_BACKENDS = ("auto", "gsplat", "cpu", "torch")
+MOTION_SOURCES = ("auto", "a2et", "recipe")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_RESOLUTION = 16384
 ALPHA_EPS = 1.0 / 512.0  # below this coverage a pixel is empty: colour 0, depth +inf
@@ -67,6 +71,7 @@ class ShotSpec:
     backend: str = "auto"
     device: str = "auto"
     seed: int = 0
+    motion: str = "auto"        # "auto" (A2ET when weights and audio exist), "a2et" or "recipe"
     extra: dict = field(default_factory=dict)  # unknown top-level keys, kept for round trips
 
     @property
@@ -187,7 +192,7 @@ def parse_shot_spec(data: Any, base_dir: str | os.PathLike | None = None) -> Sho
     if not isinstance(data, dict):
         raise ShotSpecError("shot spec must be a JSON object")
     known = {"version", "fps", "frame_range", "resolution", "audio", "emotion", "blink", "camera",
-             "avatar_matrix", "avatar", "output", "backend", "device", "seed"}
+             "avatar_matrix", "avatar", "output", "backend", "device", "seed", "motion"}
     for required in ("version", "fps", "frame_range", "resolution", "emotion", "camera", "output"):
         if required not in data:
             raise _fail(required, "is missing (see docs/shot-spec.md)")
@@ -278,11 +283,16 @@ def parse_shot_spec(data: Any, base_dir: str | os.PathLike | None = None) -> Sho
     if device == "cpu" and backend == "gsplat":
         raise _fail("backend", "'gsplat' runs on CUDA only; with device 'cpu' use backend 'cpu' or 'auto'")
     seed = _integer(data.get("seed", 0), "seed")
+    motion = data.get("motion", "auto")
+    if motion not in MOTION_SOURCES:
+        raise _fail("motion", f"{motion!r}; choose one of {', '.join(MOTION_SOURCES)}")
+    if motion == "a2et" and audio is None:
+        raise _fail("motion", "'a2et' drives the face from speech, and the spec has no 'audio'; add one or use 'recipe'")
 
     return ShotSpec(fps=fps, frame_start=start, frame_end=end, width=width, height=height, weights=weights,
                     intensity=intensity, blink=blink, K=K, viewmat=viewmat, avatar_matrix=avatar_matrix,
                     avatar=avatar, output_dir=output_dir, stem=stem, format=fmt, audio=audio, backend=backend,
-                    device=device, seed=seed, extra={k: v for k, v in data.items() if k not in known})
+                    device=device, seed=seed, motion=motion, extra={k: v for k, v in data.items() if k not in known})
 
 
 def load_shot_spec(path: str | os.PathLike) -> ShotSpec:
@@ -310,7 +320,7 @@ def shot_spec_to_json(spec: ShotSpec) -> dict[str, Any]:
         "camera": {"K": spec.K.tolist(), "viewmat": spec.viewmat.tolist()},
         "avatar_matrix": spec.avatar_matrix.tolist(), "avatar": spec.avatar,
         "output": {"folder": str(spec.output_dir), "stem": spec.stem, "format": spec.format},
-        "backend": spec.backend, "device": spec.device, "seed": spec.seed, **spec.extra,
+        "backend": spec.backend, "device": spec.device, "seed": spec.seed, "motion": spec.motion, **spec.extra,
     }
 
 
@@ -318,10 +328,11 @@ def shot_spec_to_json(spec: ShotSpec) -> dict[str, Any]:
 
 
 def frame_controls(spec: ShotSpec, num_expressions: int):
-    """Per-frame expression [F, E] and joint pose [F, 5, 3] (axis-angle) from the emotion keys and blink.
+    """Per-frame expression [F, E] and joint pose [F, 5, 3] (axis-angle) from the FACS emotion recipe and blink.
 
-    Until A2ET lands this is the FACS emotion recipe alone: the recipe gives the
-    expression and a jaw opening; blink closes both eyelids (AU45) on top.
+    The motion when there is no speech to follow (no audio, no A2ET, or spec
+    `motion` "recipe"): the recipe gives the expression and a jaw opening;
+    blink closes both eyelids (AU45) on top.
     """
     import torch
 
@@ -335,12 +346,64 @@ def frame_controls(spec: ShotSpec, num_expressions: int):
     if expression.shape != (spec.num_frames, num_expressions):
         raise EmoSplatError(f"emotion recipe gave expressions of shape {tuple(expression.shape)}, the avatar has "
                             f"{num_expressions} expression bases; the avatar was made for another head model")
-    blink = torch.from_numpy(spec.blink) if spec.blink is not None else _auto_blink(spec)
+    blink = shot_blink(spec)
     eyes = au_indices("AU45")
     expression[:, eyes] = torch.maximum(expression[:, eyes], blink[:, None].to(expression))
     pose = torch.zeros(spec.num_frames, len(JOINT_NAMES), 3)
     pose[:, JOINT_NAMES.index("jaw"), 0] = jaw  # jaw opens about the avatar's X axis
     return expression, pose
+
+
+@dataclass
+class ShotDrive:
+    """What moves the avatar in each frame of a shot."""
+
+    source: str                       # "a2et" or "recipe"
+    expression: Any                   # [F, E] ψ_emo
+    pose: Any                         # [F, J, 3] θ_emo
+    motion: Any = None                # motion.pipeline.ShotMotion (a2et only)
+    features: Any = None              # [F, Da] audio features (a2et only)
+    egd: Any = None                   # stage 2 network, or None
+
+
+def shot_blink(spec: ShotSpec):
+    import torch
+
+    return torch.from_numpy(spec.blink).float() if spec.blink is not None else _auto_blink(spec)
+
+
+def shot_drive(spec: ShotSpec, avatar, avatar_path: Path) -> ShotDrive:
+    """A2ET (+ the avatar's stage 2) when the spec has audio and A2ET weights exist, else the FACS recipe."""
+    import torch
+
+    from emo_backend.motion.models import find_default_a2et, stage2_folder
+
+    a2et_folder = find_default_a2et() if spec.motion in ("auto", "a2et") and spec.audio is not None else None
+    if a2et_folder is None:
+        if spec.motion == "a2et":
+            raise _fail("motion", "'a2et' was asked for but no A2ET weights are installed (assets/models/a2et); "
+                        "train them with `emosplat train a2et` or use 'recipe'")
+        expression, pose = frame_controls(spec, avatar.num_expressions)
+        return ShotDrive("recipe", expression, pose)
+
+    from emo_backend.audio.features import logmel_frames
+    from emo_backend.audio.loading import load_audio
+    from emo_backend.motion.pipeline import predict_motion
+    from emo_backend.train.a2et import load_a2et
+    from emo_backend.train.stage2 import load_egd
+
+    a2et, info = load_a2et(a2et_folder)
+    names = tuple(avatar.head.expr_names)
+    if tuple(info.get("expression_names", names)) != names:
+        raise EmoSplatError(f"{a2et_folder}: A2ET predicts another head model's expressions than the avatar "
+                            f"{avatar_path} uses; pick an avatar of that head model or use motion 'recipe'")
+    samples, rate = load_audio(spec.audio)
+    features = logmel_frames(samples, rate, spec.fps, num_frames=spec.num_frames)
+    motion = predict_motion(a2et, features, torch.from_numpy(spec.weights).float(),
+                            torch.from_numpy(spec.intensity).float(), shot_blink(spec), names)
+    folder = stage2_folder(avatar_path)
+    egd = load_egd(folder)[0] if folder is not None else None
+    return ShotDrive("a2et", motion.expression_emo, motion.pose_emo, motion, features, egd)
 
 
 def _auto_blink(spec: ShotSpec):
@@ -425,7 +488,8 @@ def _frame_digests(spec: ShotSpec, expression, pose, avatar_key: str, backend: s
     digests = []
     for i in range(spec.num_frames):
         h = hashlib.sha256(common)
-        for arr in (expression[i].numpy(), pose[i].numpy(), spec.K[i], spec.viewmat[i], spec.avatar_matrix[i]):
+        for arr in (expression[i].numpy(), pose[i].numpy(), spec.weights[i], spec.intensity[i], spec.K[i],
+                    spec.viewmat[i], spec.avatar_matrix[i]):
             h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
         digests.append(h.hexdigest())
     return digests
@@ -456,7 +520,6 @@ def render_shot(
 
     import torch
 
-    from emo_backend.avatar.blendshapes import evaluate
     from emo_backend.avatar.bundle import load_avatar, resolve_avatar_path
     from emo_backend.avatar.gaussians import activate
     from emo_backend.files.images import write_exr_depth, write_png
@@ -466,8 +529,9 @@ def render_shot(
     device, backend = _compute_device(spec)
     avatar_path = Path(resolve_avatar_path(spec.avatar))
     avatar = load_avatar(avatar_path, device=device)
-    expression, pose = frame_controls(spec, avatar.num_expressions)
-    digests = _frame_digests(spec, expression, pose, _avatar_key(avatar_path), backend)
+    drive = shot_drive(spec, avatar, avatar_path)
+    expression, pose = drive.expression, drive.pose
+    digests = _frame_digests(spec, expression, pose, _avatar_key(avatar_path) + drive.source, backend)
 
     wanted = list(spec.frames) if only_frames is None else sorted(set(only_frames))
     for f in wanted:
@@ -489,7 +553,7 @@ def render_shot(
         for chunk_start in range(0, len(todo), CHUNK_FRAMES):
             chunk = todo[chunk_start:chunk_start + CHUNK_FRAMES]
             idx = torch.tensor([f - spec.frame_start for f in chunk])
-            gaussians, _ = evaluate(avatar, expression[idx].to(device), pose[idx].to(device))
+            gaussians = _chunk_gaussians(spec, avatar, drive, idx, device)
             for j, f in enumerate(chunk):
                 if cancel is not None and cancel():
                     result.cancelled = True
@@ -520,6 +584,25 @@ def render_shot(
 
 
 # ---------------------------------------------------------------------------------------------- without Blender
+
+
+def _chunk_gaussians(spec: ShotSpec, avatar, drive: ShotDrive, idx, device: str):
+    """Avatar-space Gaussians [B, N] of the frames `idx` [B]: stage 1, plus stage 2 when the avatar has it."""
+    import torch
+
+    from emo_backend.avatar.blendshapes import evaluate
+    from emo_backend.motion.pipeline import AUDIO_HALF_WIDTH, audio_windows, frame_gaussians
+
+    if drive.egd is None:
+        return evaluate(avatar, drive.expression[idx].to(device), drive.pose[idx].to(device))[0]
+    m = drive.motion
+    to = lambda t: t.to(device)  # noqa: E731
+    gaussians, _ = frame_gaussians(
+        avatar, drive.egd.to(device), to(m.expression_emo[idx]), to(m.pose_emo[idx]), to(m.expression_neu[idx]),
+        to(m.pose_neu[idx]), to(m.blink[idx]), to(audio_windows(drive.features, idx, AUDIO_HALF_WIDTH)),
+        to(torch.from_numpy(spec.weights[idx.numpy()]).float()), to(torch.from_numpy(spec.intensity[idx.numpy()]).float()),
+    )
+    return gaussians
 
 
 def spec_from_options(

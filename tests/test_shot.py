@@ -257,3 +257,54 @@ def test_gsplat_on_cuda_matches_the_cpu_renderer(avatar_path, tmp_path):
     assert np.abs(rgba_cpu - rgba_gpu).mean() < 1.0  # mean difference under one 8-bit level
     both = np.isfinite(depth_cpu) & np.isfinite(depth_gpu) & (rgba_cpu[..., 3] > 250)
     np.testing.assert_allclose(depth_gpu[both], depth_cpu[both], atol=2e-3)
+
+
+# ---------------------------------------------------------------------------------------------- A2ET + stage 2
+
+
+def test_a2et_and_stage2_drive_the_face_when_installed(avatar_path, tmp_path, monkeypatch):
+    """With A2ET weights installed and audio in the spec, speech moves the face; an avatar's stage 2 adds to it."""
+    import shutil
+
+    import soundfile
+
+    from emo_backend.audio.features import logmel_dim
+    from emo_backend.avatar.bundle import load_avatar
+    from emo_backend.motion.a2et import A2ET, A2ETConfig
+    from emo_backend.motion.egd import EGD, EGDConfig
+    from emo_backend.motion.weights import save_module
+
+    names = list(load_avatar(avatar_path).head.expr_names)
+    torch.manual_seed(0)
+    a2et = A2ET(A2ETConfig(audio_dim=logmel_dim(), num_expressions=len(names), d_model=16, num_layers=1, num_heads=2))
+    torch.nn.init.normal_(a2et.head.weight, std=0.3)  # a trained network is not silent; an untrained one is
+    assets = tmp_path / "assets"
+    save_module(a2et, assets / "models" / "a2et", "a2et", a2et.cfg.to_dict(), {"expression_names": names})
+    monkeypatch.setenv("EMOSPLAT_ASSETS", str(assets))
+    rate = 16000
+    t = np.arange(rate // 5) / rate
+    soundfile.write(tmp_path / "speech.wav", (0.4 * np.sin(2 * np.pi * 220 * t) * (t > 0.05)).astype(np.float32), rate)
+
+    def render(folder: str, **changes):
+        spec = shot.parse_shot_spec(minimal_spec(avatar=str(changes.pop("avatar", avatar_path)), audio="speech.wav",
+                                                 output={"folder": folder}, **changes), base_dir=tmp_path)
+        shot.render_shot(spec)
+        return [read_png(spec.image_path(f)).astype(int) for f in spec.frames]
+
+    spec = shot.parse_shot_spec(minimal_spec(avatar=avatar_path, audio="speech.wav"), base_dir=tmp_path)
+    drive = shot.shot_drive(spec, load_avatar(avatar_path), Path(avatar_path))
+    assert drive.source == "a2et" and drive.egd is None and drive.features.shape[0] == spec.num_frames
+    recipe = render("recipe", motion="recipe")
+    speech = render("speech")
+    assert any(np.abs(a - b).max() > 10 for a, b in zip(recipe, speech))
+
+    avatar_copy = tmp_path / "with_stage2"
+    shutil.copytree(avatar_path, avatar_copy)
+    egd = EGD(EGDConfig(audio_dim=logmel_dim()))
+    torch.nn.init.normal_(egd.head.weight, std=0.5)
+    save_module(egd, avatar_copy / "stage2", "egd", egd.cfg.to_dict())
+    with_stage2 = render("stage2", avatar=avatar_copy)
+    assert any(np.abs(a - b).max() > 10 for a, b in zip(speech, with_stage2))
+
+    with pytest.raises(shot.ShotSpecError, match="'motion'"):
+        shot.parse_shot_spec(minimal_spec(motion="a2et"), base_dir=tmp_path)  # no audio to follow

@@ -27,6 +27,7 @@ from emo_backend.motion.egd import EGD, apply_residual, delta_mesh_features
 JAW = JOINT_NAMES.index("jaw")
 NECK = JOINT_NAMES.index("neck")
 NEUTRAL = 0  # index of "neutral" in the emotion space
+AUDIO_HALF_WIDTH = 4  # EGD's audio tokens: the frame and 4 either side (±160 ms at 25 fps)
 
 
 class ShotMotion(NamedTuple):

@@ -307,7 +307,14 @@ def _rasterize(
     tstop = np.float32(TRANSMITTANCE_STOP)
     half = np.float32(0.5)
     zero = np.float32(0)
-    for t in prange(n_tiles):
+    # prange gives each thread one contiguous block of iterations; map block b, step j to tile
+    # j * n_blocks + b so every thread gets tiles from all over the image (a face is not uniform)
+    n_blocks = max(1, numba.get_num_threads())
+    block = (n_tiles + n_blocks - 1) // n_blocks
+    for i in prange(block * n_blocks):
+        t = (i % block) * n_blocks + i // block
+        if t >= n_tiles:
+            continue
         x_start = (t % tiles_x) * TILE_SIZE
         y_start = (t // tiles_x) * TILE_SIZE
         n_cols = min(x_start + TILE_SIZE, width) - x_start

@@ -29,7 +29,7 @@ from emo_backend.errors import EmoSplatError
 from emo_backend.files.atomic import write_text_atomic
 from emo_backend.motion.a2et import A2ET
 from emo_backend.motion.egd import EGD, EGDConfig
-from emo_backend.motion.pipeline import audio_windows, frame_gaussians, predict_motion
+from emo_backend.motion.pipeline import AUDIO_HALF_WIDTH, audio_windows, frame_gaussians, predict_motion
 from emo_backend.train import losses
 
 EGD_NAME = "egd"
@@ -42,7 +42,6 @@ class Stage2Config:
     final_lr: float = 1e-5
     dssim_weight: float = 0.25
     prior_weight: float = 1e-3       # L2 on the residual (keeps untouched Gaussians at stage 1)
-    audio_half_width: int = 4        # audio tokens: 2*4+1 frames around the frame
     dim: int = 32
     num_layers: int = 2
     seed: int = 0
@@ -83,7 +82,7 @@ def _render(avatar, egd, ctx: ClipContext, index: int, cfg: Stage2Config, width:
         avatar, egd,
         expression_emo=f(t.expression), pose_emo=f(t.pose),
         expression_neu=ctx.expression_neu[idx], pose_neu=ctx.pose_neu[idx],
-        blink=ctx.blink[idx], audio_window=audio_windows(ctx.features, idx, cfg.audio_half_width),
+        blink=ctx.blink[idx], audio_window=audio_windows(ctx.features, idx, AUDIO_HALF_WIDTH),
         weights=ctx.weights[None], intensity=torch.tensor([ctx.intensity]), translation=f(t.translation),
     )
     g = activate(gaussians.frame(0))
