@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "preview": "emo_backend.commands.preview",
     "bench": "emo_backend.commands.bench",
     "dataset": "emo_backend.commands.dataset",
+    "synth": "emo_backend.commands.synth",
     "train": "emo_backend.commands.train",
     "eval": "emo_backend.commands.eval",
     "render": "emo_backend.commands.render",

@@ -12,7 +12,7 @@ Every step is the add-on's own operator, as an artist would press it in the EmoS
 Audio, Key Emotion (neutral -> happy -> surprised -> sad), Backend Start, the bake followed by calling its timer
 callback (`BakeJob.poll`, what `bpy.app.timers` runs in the UI; timers do not fire in background mode), and
 Export Video (Blender's own FFMPEG output, through the compositor's Z Combine). The set: a backdrop, a table and
-a mug in front of the chin, a camera framing the head and a key light. Exits non-zero with a message on failure.
+a mug in front of the jaw, a camera framing the head and a key light. Exits non-zero with a message on failure.
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ FPS = 25
 CAMERA_LOCATION = (0.0, -0.72, -0.015)
 CAMERA_LENS_MM = 60.0  # on the default 36 mm sensor: the head fills most of a square frame
 SENSOR_MM = 36.0
-MUG_RADIUS, MUG_HEIGHT = 0.034, 0.15
+MUG_RADIUS, MUG_HEIGHT = 0.036, 0.14
 TABLE_Z = -0.2
-MUG_CENTER = (0.05, -0.27, TABLE_Z + MUG_HEIGHT / 2)
+MUG_CENTER = (0.04, -0.27, TABLE_Z + MUG_HEIGHT / 2)
 BACKDROP_Y = 0.45
 MUG_COLOR = (0.05, 0.25, 0.75, 1.0)  # blue: far from skin, table and backdrop colours
 TABLE_COLOR = (0.35, 0.2, 0.1, 1.0)
 BACKDROP_COLOR = (0.45, 0.5, 0.55, 1.0)
 # (fraction of the clip, emotion, intensity): MEAD levels 1/2/3 are intensities 1/3, 2/3, 1.
-EMOTION_KEYS = ((0.0, "NEUTRAL", 0.0), (0.22, "HAPPY", 2 / 3), (0.5, "SURPRISED", 1.0), (0.8, "SAD", 2 / 3))
+EMOTION_KEYS = ((0.0, "NEUTRAL", 0.0), (0.22, "HAPPY", 2 / 3), (0.5, "SURPRISED", 1.0), (0.8, "SAD", 1.0))
 
 
 class DemoError(RuntimeError):
@@ -117,17 +117,22 @@ def enable_addon(bpy, scratch: Path) -> tuple[str, object]:
         raise DemoError(f"the EmoSplat extension in {REPO} did not enable: {errors[0] if errors else 'unknown error'}")
 
     def cleanup():
-        addon_utils.disable(name, default_set=True)
-        bpy.context.preferences.extensions.repos.remove(repo)
+        bpy.context.preferences.extensions.repos.remove(repo)  # Blender disables the repository's add-ons with it
 
     return name, cleanup
 
 
 def run_op(op, **kwargs) -> None:
-    """Call an add-on operator; a CANCELLED result (it reported an error) stops the demo."""
-    result = op(**kwargs)
+    """Call an add-on operator; an error it reports (RuntimeError from bpy) or a CANCELLED result stops the demo."""
+    import bpy
+
+    try:
+        result = op(**kwargs)
+    except RuntimeError as err:
+        raise DemoError(f"{op.idname_py()}: {str(err).strip()}") from None
     if "FINISHED" not in result:
-        raise DemoError(f"{op.idname_py()} returned {sorted(result)}")
+        status = bpy.context.scene.emosplat.status if hasattr(bpy.context.scene, "emosplat") else ""
+        raise DemoError(f"{op.idname_py()} returned {sorted(result)} {status}".strip())
 
 
 # -- the scene ----------------------------------------------------------------------------------------------------
@@ -147,7 +152,7 @@ def material(bpy, name: str, color) -> object:
 
 
 def build_set(bpy, scene) -> None:
-    """Camera framing the head, a backdrop, a table with a mug in front of the chin, a key light."""
+    """Camera framing the head, a backdrop, a table with a mug in front of the jaw, a key light."""
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(cam)
     cam.location, cam.rotation_euler = CAMERA_LOCATION, (math.pi / 2, 0.0, 0.0)
@@ -203,12 +208,13 @@ def bake(bpy, addon, scene, avatar, timeout_s: float = 3600.0) -> None:
     job = addon.bake.BakeJob(addon.ipc.current(), scene.name, scene.camera.name, spec)
     addon.bake.set_active(job)
     job.start()
-    started, shown = time.monotonic(), ""
+    started, shown_percent = time.monotonic(), -10
     while True:
         interval = job.poll()  # the timer callback's body: handle what arrived, never block
-        if scene.emosplat.status != shown:
-            shown = scene.emosplat.status
-            say(f"{time.monotonic() - started:6.1f} s  {int(scene.emosplat.progress * 100):3d}%  {shown}")
+        percent = int(scene.emosplat.progress * 100)
+        if interval is None or (percent // 10 != shown_percent // 10 and percent > shown_percent):
+            shown_percent = percent
+            say(f"{time.monotonic() - started:6.1f} s  {percent:3d}%  {scene.emosplat.status}")
         if interval is None:
             break
         if time.monotonic() - started > timeout_s:
@@ -246,6 +252,8 @@ def main(argv: list[str]) -> int:
         prefs = addon.preferences.get(bpy.context)
         if args.backend_python:
             prefs.backend_python = args.backend_python
+        elif not prefs.backend_python and (REPO / ".venv" / "bin" / "python").is_file():
+            prefs.backend_python = str(REPO / ".venv" / "bin" / "python")  # installed from a zip: the checkout's
         prefs.device = args.device
         prefs.cache_folder = args.cache
         say(f"add-on {module_name} enabled; backend Python {prefs.backend_python or '(unset)'}")
@@ -302,7 +310,9 @@ def main(argv: list[str]) -> int:
         say(f"video: {args.out}")
         return 0
     finally:
-        cleanup()  # also stops the backend: none outlives the add-on
+        if addon.ipc.current() is not None:
+            bpy.ops.emosplat.backend(action="STOP")
+        cleanup()
 
 
 def _argv() -> list[str]:

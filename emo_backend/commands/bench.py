@@ -1,4 +1,5 @@
-"""`emosplat bench`: measure speed. `render` times the splatting backends; `train` and `frame` come later."""
+"""`emosplat bench`: measure speed. `render` times the splatting backends; `train` (`bench_train.py`) stage-1
+training iterations per second; `frame` (`bench_frame.py`) one shot frame."""
 
 from __future__ import annotations
 
@@ -9,27 +10,32 @@ from typing import Callable
 
 from emo_backend.errors import EmoSplatError, InvalidFileError
 
-HELP = "measure speed: `render` (splatting backends), `train`, `frame`"
+HELP = "measure speed: `render` (splatting backends), `train` (stage-1 iterations/s), `frame`"
 DESCRIPTION = (
     "Measure speed and print a table. `bench render` times each available splat backend (median ms per frame, "
     "compile and warm-up excluded) on a synthetic head-like scene of 20k/50k/100k Gaussians at 256x256 and "
     "512x512, and on the default avatar (or --avatar PATH) when one is installed. Timings depend on other "
-    "load on the machine: run it on an idle one."
+    "load on the machine: run it on an idle one. `bench train` prints stage-1 training iterations per second "
+    "(numba and torch backends on CPU, gsplat on CUDA) on the synthetic head (20k Gaussians at 256x256 unless "
+    "--counts/--sizes say otherwise) and through the trainer's own step on the default avatar, in wall-clock "
+    "and CPU time."
 )
 WHATS = ("render", "train", "frame")
-RENDER_BACKENDS = ("gsplat", "cpu", "torch")
+RENDER_BACKENDS = ("gsplat", "cpu", "torch", "numba")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=WHATS, help="what to measure")
     parser.add_argument("--backends", nargs="+", choices=RENDER_BACKENDS, default=None,
-                        help="render backends to time (default: gsplat when CUDA works, and cpu; "
-                             "torch is slow at these sizes, ask for it explicitly)")
+                        help="backends to time (render default: gsplat when CUDA works, and cpu; torch is slow "
+                             "at these sizes, ask for it explicitly. train default: gsplat when CUDA works, "
+                             "numba and torch)")
     parser.add_argument("--repeats", type=int, default=10, help="timed frames per cell (default: %(default)s)")
-    parser.add_argument("--counts", type=int, nargs="+", default=[20_000, 50_000, 100_000],
-                        help="Gaussian counts of the synthetic head (default: %(default)s)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512],
-                        help="square image sizes in pixels (default: %(default)s)")
+    parser.add_argument("--counts", type=int, nargs="+", default=None,
+                        help="Gaussian counts of the synthetic head (render default: 20000 50000 100000; "
+                             "train: 20000)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="square image sizes in pixels (render default: 256 512; train: 256)")
     parser.add_argument("--threads", type=int, default=None,
                         help="numba threads for the cpu backend (default: numba's, usually all cores)")
     avatar = parser.add_mutually_exclusive_group()
@@ -37,11 +43,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time this avatar bundle (folder or .emosplat; default: the bundled "
                              "'default' avatar when installed)")
     avatar.add_argument("--no-avatar", action="store_true", help="time the synthetic head only")
+    from emo_backend.bench_frame import add_frame_arguments
+
+    add_frame_arguments(parser)
+    from emo_backend.bench_train import add_train_arguments
+
+    add_train_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "frame":
+        from emo_backend.bench_frame import run_frame
+
+        return run_frame(args)
+    if args.what == "train":
+        from emo_backend.bench_train import run_train
+
+        return run_train(args)
     if args.what != "render":
         raise EmoSplatError(f"`emosplat bench {args.what}` is not available yet; `emosplat bench render` is")
+    args.counts = args.counts or [20_000, 50_000, 100_000]
+    args.sizes = args.sizes or [256, 512]
     if args.repeats < 1:
         raise EmoSplatError(f"--repeats must be at least 1, got {args.repeats}")
     if any(n < 1 for n in args.counts) or any(s < 16 for s in args.sizes):

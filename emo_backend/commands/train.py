@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (with dataset.json)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, the trained avatar/, metrics.json")
     parser.add_argument("--iterations", type=int, default=None, help="training iterations (stage1 default: 40000)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "gsplat"],
-                        help="differentiable renderer: torch (CPU), gsplat (CUDA); auto picks gsplat when CUDA works")
+    parser.add_argument("--backend", default="auto", choices=["auto", "numba", "torch", "gsplat"],
+                        help="differentiable renderer: numba or torch (CPU; numba is several times faster), gsplat "
+                             "(CUDA); auto picks gsplat when CUDA works, else numba")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0); same seed, same result")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--init-avatar", default=None,

@@ -57,6 +57,7 @@ class SynthOptions:
             d.pop(key)
         d["fps"] = FPS
         d["generator_version"] = GENERATOR_VERSION
+        d["open_head"] = open_head_fingerprint()
         return d
 
     def render_settings(self) -> RenderSettings:
@@ -64,6 +65,15 @@ class SynthOptions:
 
     def clip_seconds(self) -> float | None:
         return 1.0 if self.small and self.max_seconds is None else self.max_seconds
+
+
+def open_head_fingerprint() -> str:
+    """Version (and generator code hash) of the open head the frames are rendered from: a resume with another
+    head would mix two actors in one corpus."""
+    from emo_backend.head.open_head import build as open_head_build
+
+    digest = getattr(open_head_build, "source_digest", None)
+    return open_head_build.OPEN_HEAD_VERSION + (f"+{digest()}" if digest is not None else "")
 
 
 @dataclass
@@ -275,6 +285,7 @@ def build_corpus(options: SynthOptions, progress: bool = True) -> BuildReport:
                     source={"generator": "emosplat synth", "generator_version": GENERATOR_VERSION,
                             "sentence_index": spec.sentence_index, "voice": spec.voice, "rate_wpm": spec.rate_wpm,
                             "pitch": spec.pitch, "appearance_seed": spec.identity_seed, "seed": options.seed,
+                            "open_head": options.config()["open_head"],
                             "background_rgb": list(BACKGROUND)},
                 )
                 report.built += 1

@@ -78,6 +78,8 @@ class _Block(nn.Module):
 
 
 class A2ET(nn.Module):
+    """See the module docstring. Emotion enters as continuous weights and intensity, never a class index."""
+
     def __init__(self, cfg: A2ETConfig):
         super().__init__()
         self.cfg = cfg
@@ -105,6 +107,9 @@ class A2ET(nn.Module):
         x = x + self.position(x.transpose(1, 2)).transpose(1, 2)
         emotion_token, intensity_token = self.emotion(weights, intensity)
         cond = emotion_token + intensity_token
+        # The condition enters twice: added to every frame's input (a direct path the emotion's own action
+        # units can learn fast) and through adaptive norms in every block (how the emotion shapes speech).
+        x = x + cond
         mask = self.local_mask(x.shape[1], x.device)
         for block in self.blocks:
             x = block(x, cond, mask)

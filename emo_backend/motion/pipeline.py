@@ -19,10 +19,12 @@ from torch import Tensor
 
 from emo_backend.avatar.blendshapes import GaussianAvatar, evaluate, neutral_means
 from emo_backend.avatar.gaussians import Gaussians
+from emo_backend.avatar.prepared import PreparedAvatar, evaluate_prepared
 from emo_backend.head.lbs import PosedHead, lbs
 from emo_backend.head.model import JOINT_NAMES
 from emo_backend.motion.a2et import A2ET
 from emo_backend.motion.egd import EGD, apply_residual, delta_mesh_features
+from emo_backend.motion.egd_fast import PreparedEGD, egd_residual
 
 JAW = JOINT_NAMES.index("jaw")
 NECK = JOINT_NAMES.index("neck")
@@ -94,13 +96,56 @@ def frame_gaussians(
     weights: Tensor,               # [B, 8]
     intensity: Tensor,             # [B]
     translation: Tensor | None = None,  # [B, 3]
+    prepared: PreparedAvatar | None = None,
+    prepared_egd: PreparedEGD | None = None,
 ) -> tuple[Gaussians, PosedHead]:
-    """Avatar-space Gaussians [B, N] of each frame: stage 1 at ψ_emo plus stage 2's residual."""
-    gaussians, posed = evaluate(avatar, expression_emo, pose_emo, translation)
-    if egd is None:
+    """Avatar-space Gaussians [B, N] of each frame: stage 1 at ψ_emo plus stage 2's residual.
+
+    For rendering, pass `prepared` (`avatar.prepared.prepare_avatar(avatar)`)
+    and `prepared_egd` (`motion.egd_fast.prepare_egd(egd, prepared.neutral_means)`):
+    the same result from the inference fast paths (no gradients).
+    """
+    if prepared is not None:
+        gaussians, posed, rotation = evaluate_prepared(prepared, expression_emo, pose_emo, translation)
+    else:
+        gaussians, posed = evaluate(avatar, expression_emo, pose_emo, translation)
+        rotation = None
+    if egd is None and prepared_egd is None:
         return gaussians, posed
+    gaussians = add_emotional_residual(avatar, egd, gaussians, posed, expression_neu, pose_neu, blink, audio_window,
+                                       weights, intensity, translation, prepared, rotation, prepared_egd)
+    return gaussians, posed
+
+
+def add_emotional_residual(
+    avatar: GaussianAvatar,
+    egd: EGD | None,
+    gaussians: Gaussians,          # [B, N] stage 1 at (ψ_emo, θ_emo)
+    posed: PosedHead,              # the emotional mesh M_emo that drove them
+    expression_neu: Tensor,        # [B, E]
+    pose_neu: Tensor,              # [B, J, 3]
+    blink: Tensor,                 # [B]
+    audio_window: Tensor,          # [B, T, Da]
+    weights: Tensor,               # [B, 8]
+    intensity: Tensor,             # [B]
+    translation: Tensor | None = None,        # [B, 3]
+    prepared: PreparedAvatar | None = None,   # cached μ0 and triangle corners of `avatar`
+    rotation: Tensor | None = None,           # [B, N, 3, 3] skin rotations when already known (else computed)
+    prepared_egd: PreparedEGD | None = None,  # `egd` prepared for inference (used instead of it when given)
+) -> Gaussians:
+    """Stage 2: EGD's residual from ΔM = M_emo − M_neu, audio, emotion, intensity and blink, added to stage 1."""
     head = avatar.head
     neutral_mesh = lbs(head, expression_neu, pose_neu, translation=translation).vertices
-    delta = delta_mesh_features(posed.vertices - neutral_mesh, head.faces, avatar.face_ids, avatar.bary)
-    residual = egd(delta, neutral_means(avatar), blink, audio_window, weights, intensity)
-    return apply_residual(gaussians, residual, skin_rotations(avatar, posed)), posed
+    delta_vertices = posed.vertices - neutral_mesh
+    if prepared is not None:
+        b, n = delta_vertices.shape[0], avatar.num_gaussians
+        corners = delta_vertices.index_select(1, prepared.corner_ids.reshape(-1)).view(b, n, 3, 3)
+        delta = torch.cat([corners.flatten(-2), (corners * avatar.bary[None, :, :, None]).sum(-2)], -1)
+    else:
+        delta = delta_mesh_features(delta_vertices, head.faces, avatar.face_ids, avatar.bary)
+    if prepared_egd is not None:
+        residual = egd_residual(prepared_egd, delta, blink, audio_window, weights, intensity)
+    else:
+        canonical = neutral_means(avatar) if prepared is None else prepared.neutral_means
+        residual = egd(delta, canonical, blink, audio_window, weights, intensity)
+    return apply_residual(gaussians, residual, skin_rotations(avatar, posed) if rotation is None else rotation)

@@ -291,7 +291,9 @@ RECOUNT_EVERY = 32  # Gaussians between recounts of a tile's live rows
 @njit(parallel=True, fastmath=True, cache=True)
 def _rasterize(
     rec, offsets, ids, width, height, tiles_x, background,  # records [N, 16], tile lists, bg [3] f32
+    n_blocks,                                                 # numba's thread count
     rgb, alpha_out, depth_out, last_out,                      # [H,W,3] [H,W] [H,W] f32, [H,W] int32
+    trans_out,                                                # [H,W] f32 final transmittance
 ):
     """Front-to-back compositing per tile, parallel over tiles.
 
@@ -309,7 +311,7 @@ def _rasterize(
     zero = np.float32(0)
     # prange gives each thread one contiguous block of iterations; map block b, step j to tile
     # j * n_blocks + b so every thread gets tiles from all over the image (a face is not uniform)
-    n_blocks = max(1, numba.get_num_threads())
+    n_blocks = max(1, n_blocks)
     block = (n_tiles + n_blocks - 1) // n_blocks
     for i in prange(block * n_blocks):
         t = (i % block) * n_blocks + i // block
@@ -394,6 +396,7 @@ def _rasterize(
                 rgb[y, x, 1] = state[r, S_G + j] + T * background[1]
                 rgb[y, x, 2] = state[r, S_B + j] + T * background[2]
                 alpha_out[y, x] = a
+                trans_out[y, x] = T  # exact, unlike 1 - alpha when T is small: the backward starts from it
                 depth_out[y, x] = state[r, S_DEPTH + j] / max(a, np.float32(1e-10))
                 local = state[r, S_LAST + j]
                 last_out[y, x] = -1 if local < 0 else start + np.int32(local)
@@ -414,6 +417,7 @@ class CpuRenderState(NamedTuple):
     alpha: np.ndarray      # [H, W] float32
     depth: np.ndarray      # [H, W] float32
     last_ids: np.ndarray   # [H, W] int32: index into tile_ids of the last contributing Gaussian, -1 if none
+    transmittance: np.ndarray  # [H, W] float32 final T (= 1 - alpha, but without the rounding of 1 - T)
 
     @property
     def means2d(self) -> np.ndarray:  # [N, 2]
@@ -468,8 +472,11 @@ def _render_locked(means, quats, scales, opacities, colors, viewmat, K, width, h
     alpha = np.empty((height, width), np.float32)
     depth = np.empty((height, width), np.float32)
     last = np.empty((height, width), np.int32)
-    _rasterize(records, offsets, ids, int(width), int(height), tiles_x, bg, rgb, alpha, depth, last)
-    return CpuRenderState(records, depths, radii, order, offsets, ids, tiles_x, tiles_y, rgb, alpha, depth, last)
+    trans = np.empty((height, width), np.float32)
+    _rasterize(records, offsets, ids, int(width), int(height), tiles_x, bg, numba.get_num_threads(), rgb, alpha,
+               depth, last, trans)
+    return CpuRenderState(records, depths, radii, order, offsets, ids, tiles_x, tiles_y, rgb, alpha, depth, last,
+                          trans)
 
 
 def numba_threads() -> int:

@@ -7,6 +7,8 @@ Backends:
   "gsplat"  CUDA via gsplat (packed=False, classic mode, "RGB+ED").
   "cpu"     the numba tile renderer (`cpu.py`), float32, no autograd: previews and final frames.
   "torch"   pure torch (`torch_raster.py`), any dtype, differentiable.
+  "numba"   the cpu forward with a numba backward (`numba_autograd.py`), float32, differentiable:
+            CPU training. Exactly the cpu backend's images.
   "auto"    gsplat when CUDA works, else cpu.
 Depth is camera-space z of the blend, sum(w_i z_i) / alpha where alpha > 0, else 0.
 """
@@ -22,8 +24,9 @@ from torch import Tensor
 from emo_backend.errors import DeviceError, EmoSplatError
 from emo_backend.render.constants import EPS2D, FAR_PLANE, NEAR_PLANE, TILE_SIZE
 
-Backend = Literal["auto", "gsplat", "cpu", "torch"]
-BACKENDS = ("auto", "gsplat", "cpu", "torch")
+Backend = Literal["auto", "gsplat", "cpu", "torch", "numba"]
+BACKENDS = ("auto", "gsplat", "cpu", "torch", "numba")
+DIFFERENTIABLE = ("gsplat", "torch", "numba")
 
 
 def cuda_works() -> bool:
@@ -88,6 +91,10 @@ def rasterize(
     name = resolve_backend(backend)
     if name == "torch":
         return _torch(means, quats, scales, opacities, colors, viewmat, K, width, height, background)
+    if name == "numba":
+        from emo_backend.render.numba_autograd import rasterize_numba
+
+        return rasterize_numba(means, quats, scales, opacities, colors, viewmat, K, width, height, background)
     if name == "cpu":
         return _cpu(means, quats, scales, opacities, colors, viewmat, K, width, height, background)
     return _gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height, background)

@@ -1,8 +1,8 @@
 """Stage 1: fit Gaussian blendshapes (B0 + ΔB_k bound to the head mesh) to a tracked-clip dataset.
 
 Each iteration: pick a training frame, evaluate the avatar with that frame's
-tracked expression and pose, splat it with the differentiable renderer ("torch"
-on CPU, "gsplat" on CUDA), compare it with the frame, step Adam. As
+tracked expression and pose, splat it with the differentiable renderer ("numba"
+on CPU, "torch" on request, "gsplat" on CUDA), compare it with the frame, step Adam. As
 GaussianBlendshapes (its released config): L_rgb = 0.8·L1 + 0.2·(1 − SSIM), plus
 10·mean((alpha − mask)²) when the data has masks; per-parameter learning rates of
 3DGS (means 1.6e-4 → 1.6e-6 × extent, decayed log-linearly; scales 5e-3,
@@ -56,7 +56,7 @@ CHECKPOINT = Path("checkpoints") / "latest.safetensors"
 @dataclass
 class Stage1Config:
     iterations: int = 40_000          # GaussianBlendshapes trains 40k
-    backend: str = "auto"             # "torch" (CPU), "gsplat" (CUDA) or "auto"
+    backend: str = "auto"             # "numba" or "torch" (CPU), "gsplat" (CUDA), "auto" (gsplat, else numba)
     seed: int = 0
     num_gaussians: int = 36_000       # initial count when starting from a head model
     extent: float = 1.0               # scene extent (GaussianBlendshapes' camera_extent) for LRs and density control
@@ -149,15 +149,16 @@ def _resolve_training_backend(backend: str) -> tuple[str, torch.device]:
     from emo_backend.render import cuda_works
 
     if backend == "auto":
-        backend = "gsplat" if cuda_works() else "torch"
+        backend = "gsplat" if cuda_works() else "numba"
     if backend == "cpu":
-        raise EmoSplatError("the 'cpu' (numba) renderer has no gradients; train with --backend torch or gsplat")
+        raise EmoSplatError("the 'cpu' renderer has no gradients; train with --backend numba (its differentiable "
+                            "twin), torch or gsplat")
     if backend == "gsplat":
         if not cuda_works():
             raise EmoSplatError("--backend gsplat needs a CUDA GPU and torch sees none; use --backend torch on CPU")
         return backend, torch.device("cuda")
-    if backend != "torch":
-        raise EmoSplatError(f"unknown training backend {backend!r}; choose auto, torch or gsplat")
+    if backend not in ("torch", "numba"):
+        raise EmoSplatError(f"unknown training backend {backend!r}; choose auto, numba, torch or gsplat")
     return backend, torch.device("cpu")
 
 
@@ -190,15 +191,12 @@ def make_optimizer(params: dict[str, nn.Parameter], cfg: Stage1Config) -> tuple[
 
 def _head_for(model_id: str, dataset_dir) -> HeadModel:
     """The head model a dataset was tracked with, when the backend can build it (the open head)."""
-    from emo_backend.head.open_head.build import MODEL_ID, build_open_head
+    from emo_backend.head.registry import build_head
 
-    if model_id == MODEL_ID or model_id.startswith(MODEL_ID + "+s"):
-        seed = int(model_id.split("+s", 1)[1]) if "+s" in model_id else 0
-        return build_open_head(seed=seed)
-    raise EmoSplatError(
-        f"no starting avatar: {dataset_dir} uses head model {model_id!r}, which EmoSplat cannot build by itself; "
-        "give an initial avatar bundle built on that head (--init-avatar)"
-    )
+    try:
+        return build_head(model_id, what=str(dataset_dir))
+    except EmoSplatError as err:
+        raise EmoSplatError(f"no starting avatar: {err}; or pass --init-avatar") from None
 
 
 def _face_scale(head: HeadModel, face_ids: Tensor) -> Tensor:

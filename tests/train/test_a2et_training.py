@@ -37,7 +37,7 @@ def write_clip(writer, clip_id, emotion, intensity, split, seed):
         "translation": np.zeros((num_frames, 3), np.float32),
         "identity": np.zeros(2, np.float32),
         "K": np.array([[20.0, 0, 4], [0, 20.0, 4], [0, 0, 1]], np.float32),
-        "viewmat": np.eye(4, dtype=np.float32),
+        "viewmat": np.array([[1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 0.5], [0, 0, 0, 1]], np.float32),
     }
     frames = (np.zeros((8, 8, 3), np.uint8) for _ in range(num_frames))
     writer.add_clip(clip_id, identity="a", emotion=emotion, intensity=intensity, frames=frames,
@@ -69,6 +69,20 @@ def test_a2et_learns_audio_and_emotion(dataset_dir, tmp_path):
         jaw_corr = np.corrcoef(outs[name].jaw[:, 0].numpy(), clip.jaw[:, 0].numpy())[0, 1]
         assert jaw_corr > 0.8, f"{name}: jaw follows loudness poorly (r={jaw_corr:.2f})"
     assert outs["test_happy"].expression[:, 1].mean() > outs["test_neutral"].expression[:, 1].mean() + 0.5
+
+    # The evaluation report: landmark distances from the same head the tracking drives, per-emotion errors.
+    import importlib.util
+    from pathlib import Path
+
+    from emo_backend.eval.a2et import evaluate_a2et
+
+    spec = importlib.util.spec_from_file_location("avatar_test_head", Path(__file__).parents[1] / "avatar" / "avatar_test_head.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    head = module.synthetic_head(num_expressions=E, seed=0, subdivisions=2)
+    report = evaluate_a2et(model, load_dataset(dataset_dir), head, "test")
+    assert report["clips"] == 2 and set(report["expression_mae_per_emotion"]) == {"happy", "neutral"}
+    assert 0 <= report["landmarks_px"]["lmd_mouth"] < 50
 
 
 def test_a2et_weights_are_validated(dataset_dir, tmp_path):

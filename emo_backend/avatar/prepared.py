@@ -1,0 +1,200 @@
+"""Fast inference evaluation of a Gaussian avatar: `blendshapes.evaluate`'s result, per-avatar constants cached.
+
+`blendshapes.evaluate` is the reference (differentiable, used by training).
+For rendering, everything that depends only on the avatar is computed once
+by `prepare_avatar` and the per-frame work is a few fused tensor ops:
+
+* μ0 (the neutral bound positions) and the triangle corner ids of every
+  Gaussian are cached, so anchors are one gather;
+* the blendshape deltas are sparse (a basis moves the Gaussians of its
+  region only): they are one CSR matrix [N·C, E] over the channels any basis
+  uses, so blending is one sparse × dense product; quaternions are composed
+  only where a rotation delta exists (elsewhere exp(0) ⊗ q0 = q0 exactly);
+* the per-Gaussian skinning transforms are one [N, J] × [B, J, 12] matmul
+  applied with broadcast multiplies, not [B, N, 3, 3] batched matmuls;
+* the pose stretch runs only on the Gaussians that can stretch (their
+  triangle's corners follow different joints, or the head has pose
+  correctives; never rigid parts), with those triangles precomputed.
+
+The results equal `evaluate`'s up to float rounding (tests pin them). Works on
+any device: prepare the avatar after moving it (`prepare_avatar(avatar.to(dev))`).
+Nothing here tracks gradients: use `evaluate` to train.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from emo_backend.avatar.blendshapes import (
+    RIGID_PART_IDS,
+    GaussianAvatar,
+    neutral_means,
+    pose_log_stretch,
+)
+from emo_backend.avatar.gaussians import Gaussians
+from emo_backend.avatar.rotations import axis_angle_to_quat, matrix_to_quat, quat_multiply, unit
+from emo_backend.head.lbs import PosedHead, lbs
+
+# Delta channel groups in the order they sit in a row of the CSR matrix.
+DELTA_GROUPS = ("delta_means", "delta_rotations", "delta_log_scales", "delta_colors", "delta_opacity_logits")
+
+
+@dataclass(frozen=True)
+class PreparedAvatar:
+    """An avatar with its per-avatar constants precomputed for rendering (inference only)."""
+
+    avatar: GaussianAvatar
+    neutral_means: Tensor            # [N, 3] μ0
+    corner_ids: Tensor               # [N, 3] vertex ids of each Gaussian's triangle
+    deltas: Tensor | None            # sparse CSR [N * C, E]: row n*C + c is Gaussian n's channel c; None if no deltas
+    delta_slices: dict[str, slice]   # DELTA_GROUPS name -> its channels within C (groups that are all zero omitted)
+    rotated: Tensor                  # [R] Gaussians with a non-zero rotation delta
+    stretch_ids: Tensor              # [M] Gaussians whose scales follow their triangle's stretch
+    stretch_faces: Tensor            # [Fs, 3] the triangles they sit on
+    stretch_local: Tensor            # [M] index into stretch_faces
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.avatar.num_gaussians
+
+    @property
+    def num_expressions(self) -> int:
+        return self.avatar.num_expressions
+
+
+@torch.no_grad()
+def prepare_avatar(avatar: GaussianAvatar) -> PreparedAvatar:
+    """Precompute what `evaluate_prepared` needs; on the avatar's device. Re-prepare after changing the avatar."""
+    head = avatar.head
+    n, e = avatar.num_gaussians, avatar.num_expressions
+    dense = {name: getattr(avatar, name).detach().reshape(e, n, -1) for name in DELTA_GROUPS}
+    used = {name: d for name, d in dense.items() if bool((d != 0).any())}
+    slices, start = {}, 0
+    for name, d in used.items():
+        slices[name] = slice(start, start + d.shape[-1])
+        start += d.shape[-1]
+    deltas = None
+    if used:
+        stacked = torch.cat(list(used.values()), -1)  # [E, N, C]
+        # Rows n*C + c, columns k: a basis-by-row transpose of the dense [E, N*C].
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            deltas = stacked.reshape(e, -1).T.contiguous().to_sparse_csr()
+    if "delta_rotations" in used:
+        rotated = torch.nonzero((used["delta_rotations"] != 0).any(-1).any(0))[:, 0]
+    else:
+        rotated = torch.zeros(0, dtype=torch.long, device=avatar.face_ids.device)
+
+    # Same selection as `evaluate`'s pose stretch.
+    if head.posedirs is None:
+        corner_weights = head.lbs_weights[head.faces]  # [F, 3, J]
+        deforms = (corner_weights - corner_weights[:, :1]).abs().amax((1, 2)) > 1e-6
+        stretchable = deforms[avatar.face_ids]
+    else:
+        stretchable = torch.ones_like(avatar.face_ids, dtype=torch.bool)
+    stretchable &= ~torch.isin(avatar.parts, torch.tensor(RIGID_PART_IDS, device=avatar.parts.device))
+    stretch_ids = torch.nonzero(stretchable)[:, 0]
+    faces_used, local = torch.unique(avatar.face_ids[stretch_ids], return_inverse=True)
+
+    return PreparedAvatar(
+        avatar=avatar,
+        neutral_means=neutral_means(avatar).detach(),
+        corner_ids=head.faces[avatar.face_ids].contiguous(),
+        deltas=deltas,
+        delta_slices=slices,
+        rotated=rotated,
+        stretch_ids=stretch_ids,
+        stretch_faces=head.faces[faces_used].contiguous(),
+        stretch_local=local,
+    )
+
+
+def _gather_at_points(values: Tensor, corner_ids: Tensor, bary: Tensor) -> Tensor:
+    """Per-vertex values [B, V, C] -> barycentric interpolation at the points [B, N, C]."""
+    b, _, c = values.shape
+    n = corner_ids.shape[0]
+    corners = values.index_select(1, corner_ids.reshape(-1)).view(b, n, 3, c)
+    return (corners * bary[:, :, None]).sum(-2)
+
+
+def _apply_3x3(m: Tensor, v: Tensor) -> Tensor:
+    """m [..., 3, 3] · v [..., 3] with broadcast multiplies (faster than tiny batched matmuls on CPU)."""
+    return (m * v[..., None, :]).sum(-1)
+
+
+def blend_prepared(prepared: PreparedAvatar, expression: Tensor) -> Gaussians:
+    """`blendshapes.blend`, sparse: expression [B, E] -> unposed Gaussians [B, N, ...]."""
+    avatar = prepared.avatar
+    if expression.shape[-1] != avatar.num_expressions:
+        raise ValueError(f"expression has {expression.shape[-1]} coefficients, avatar has {avatar.num_expressions}")
+    b, n = expression.shape[0], avatar.num_gaussians
+    if prepared.deltas is not None:
+        channels = sum(s.stop - s.start for s in prepared.delta_slices.values())
+        mixed = (prepared.deltas @ expression.T.to(prepared.deltas.dtype)).T.reshape(b, n, channels)
+    s = prepared.delta_slices
+
+    def mix(base: Tensor, name: str) -> Tensor:  # base [N, C] -> [B, N, C]
+        if name not in s:
+            return base.expand(b, *base.shape)
+        return base + mixed[..., s[name]]
+
+    means = mix(prepared.neutral_means, "delta_means")
+    quats = avatar.quats.expand(b, n, 4)
+    if "delta_rotations" in s and prepared.rotated.numel():
+        quats = quats.clone()
+        rotated = prepared.rotated
+        omega = mixed[:, rotated, s["delta_rotations"]]
+        quats[:, rotated] = quat_multiply(axis_angle_to_quat(omega), avatar.quats[rotated].expand(b, -1, 4))
+    log_scales = mix(avatar.log_scales, "delta_log_scales")
+    colors = mix(avatar.colors, "delta_colors")
+    opacity = mix(avatar.opacity_logits[:, None], "delta_opacity_logits")[..., 0]
+    return Gaussians(means=means, quats=quats, log_scales=log_scales, opacity_logits=opacity, colors=colors)
+
+
+@torch.no_grad()
+def evaluate_prepared(
+    prepared: PreparedAvatar,
+    expression: Tensor,                 # [B, E]
+    pose: Tensor,                       # [B, J, 3] axis-angle per joint
+    translation: Tensor | None = None,  # [B, 3] or None
+    *,
+    pose_stretch: bool = True,
+) -> tuple[Gaussians, PosedHead, Tensor]:
+    """`blendshapes.evaluate` for rendering -> (Gaussians [B, N], posed head, skin rotations [B, N, 3, 3]).
+
+    The skin rotations are each Gaussian's blended skinning rotation (what
+    `motion.pipeline.skin_rotations` gives), returned because stage 2 needs them.
+    """
+    avatar = prepared.avatar
+    head = avatar.head
+    posed = lbs(head, expression, pose, identity=None, translation=translation)
+    b, n = expression.shape[0], avatar.num_gaussians
+    anchors = _gather_at_points(torch.cat([posed.v_shaped, posed.vertices], -1), prepared.corner_ids, avatar.bary)
+    anchors_rest, anchors_posed = anchors[..., :3], anchors[..., 3:]
+    blended = blend_prepared(prepared, expression)
+
+    # Skinning (blendshapes.skin_gaussians with anchors): one matmul for every Gaussian's blended 3x4.
+    transforms = posed.transforms
+    joints = transforms.shape[1]
+    per_gaussian = (avatar.skin_weights @ transforms[..., :3, :].reshape(b, joints, 12)).view(b, n, 3, 4)
+    rotation = per_gaussian[..., :3]
+    means = anchors_posed + _apply_3x3(rotation, blended.means - anchors_rest)
+    joint_quats = matrix_to_quat(transforms[..., :3, :3])  # [B, J, 4]
+    sign = torch.where((joint_quats * joint_quats[:, :1]).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+    skin_quats = unit(avatar.skin_weights @ (joint_quats * sign))  # [B, N, 4]
+    quats = quat_multiply(skin_quats, blended.quats)
+
+    log_scales = blended.log_scales
+    if pose_stretch and prepared.stretch_ids.numel():
+        ids = prepared.stretch_ids
+        stretch = pose_log_stretch(posed.v_shaped, posed.vertices, prepared.stretch_faces, prepared.stretch_local,
+                                   blended.quats[:, ids])
+        log_scales = log_scales.index_add(1, ids, stretch)
+    gaussians = Gaussians(means=means, quats=quats, log_scales=log_scales, opacity_logits=blended.opacity_logits,
+                          colors=blended.colors)
+    return gaussians, posed, rotation
+
