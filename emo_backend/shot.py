@@ -550,10 +550,11 @@ def render_shot(
     if progress is not None and skipped:
         progress(len(skipped), total, skipped[-1])
     with torch.inference_mode():
+        fast = _prepare_fast_paths(avatar, drive, device) if todo else None
         for chunk_start in range(0, len(todo), CHUNK_FRAMES):
             chunk = todo[chunk_start:chunk_start + CHUNK_FRAMES]
             idx = torch.tensor([f - spec.frame_start for f in chunk])
-            gaussians = _chunk_gaussians(spec, avatar, drive, idx, device)
+            gaussians = _chunk_gaussians(spec, avatar, drive, idx, device, fast)
             for j, f in enumerate(chunk):
                 if cancel is not None and cancel():
                     result.cancelled = True
@@ -586,21 +587,40 @@ def render_shot(
 # ---------------------------------------------------------------------------------------------- without Blender
 
 
-def _chunk_gaussians(spec: ShotSpec, avatar, drive: ShotDrive, idx, device: str):
-    """Avatar-space Gaussians [B, N] of the frames `idx` [B]: stage 1, plus stage 2 when the avatar has it."""
+def _prepare_fast_paths(avatar, drive: ShotDrive, device: str):
+    """The avatar (and its EGD) with per-shot constants precomputed: (PreparedAvatar, PreparedEGD or None)."""
+    from emo_backend.avatar.prepared import prepare_avatar
+    from emo_backend.motion.egd_fast import prepare_egd
+
+    prepared = prepare_avatar(avatar)
+    egd = prepare_egd(drive.egd.to(device), prepared.neutral_means) if drive.egd is not None else None
+    return prepared, egd
+
+
+def _chunk_gaussians(spec: ShotSpec, avatar, drive: ShotDrive, idx, device: str, fast=None):
+    """Avatar-space Gaussians [B, N] of the frames `idx` [B]: stage 1, plus stage 2 when the avatar has it.
+
+    `fast` is `_prepare_fast_paths(...)`'s result (the same Gaussians, faster); None uses the reference path.
+    """
     import torch
 
     from emo_backend.avatar.blendshapes import evaluate
+    from emo_backend.avatar.prepared import evaluate_prepared
     from emo_backend.motion.pipeline import AUDIO_HALF_WIDTH, audio_windows, frame_gaussians
 
+    prepared, prepared_egd = fast if fast is not None else (None, None)
     if drive.egd is None:
-        return evaluate(avatar, drive.expression[idx].to(device), drive.pose[idx].to(device))[0]
+        expression, pose = drive.expression[idx].to(device), drive.pose[idx].to(device)
+        if prepared is not None:
+            return evaluate_prepared(prepared, expression, pose)[0]
+        return evaluate(avatar, expression, pose)[0]
     m = drive.motion
     to = lambda t: t.to(device)  # noqa: E731
     gaussians, _ = frame_gaussians(
         avatar, drive.egd.to(device), to(m.expression_emo[idx]), to(m.pose_emo[idx]), to(m.expression_neu[idx]),
         to(m.pose_neu[idx]), to(m.blink[idx]), to(audio_windows(drive.features, idx, AUDIO_HALF_WIDTH)),
         to(torch.from_numpy(spec.weights[idx.numpy()]).float()), to(torch.from_numpy(spec.intensity[idx.numpy()]).float()),
+        prepared=prepared, prepared_egd=prepared_egd,
     )
     return gaussians
 

@@ -68,7 +68,6 @@ class _Attention:
     out_bias: Tensor       # [d]
     heads: int
     fixed_shift: bool      # scores_bias is shifted so exp() cannot overflow or vanish: no per-row max needed
-    value_sums: Tensor     # [hT', h*d + h] block-diagonal values and per-head ones (fixed_shift only)
 
 
 def _block_attention(block, tokens: Tensor) -> _Attention:
@@ -78,7 +77,6 @@ def _block_attention(block, tokens: Tensor) -> _Attention:
     dh = d // h
     kv = block.kv(block.norm_kv(tokens)).view(-1, 2, h, dh)  # [T', 2, h, dh]
     k, v = kv[:, 0].transpose(0, 1), kv[:, 1].transpose(0, 1)  # [h, T', dh]
-    t = k.shape[1]
     scale = 1.0 / math.sqrt(dh)
     wq = block.q.weight.view(h, dh, d)  # rows of head i
     bq = block.q.bias.view(h, dh)
@@ -96,12 +94,8 @@ def _block_attention(block, tokens: Tensor) -> _Attention:
     reach = math.sqrt(d) * a.norm(dim=0)  # [h, T']
     top = (bias + reach).amax(-1, keepdim=True)  # [h, 1]
     fixed = bool(((top[:, 0] - (bias - reach).amax(-1)) < SOFTMAX_SPAN).all())
-    sums = a.new_zeros(h, t, h * d + h)
-    for i in range(h):
-        sums[i, :, i * d:(i + 1) * d] = vp[i]
-        sums[i, :, h * d + i] = 1.0
     return _Attention(a.reshape(d, -1), (bias - top if fixed else bias).reshape(-1), vp.reshape(-1, d),
-                      block.proj.bias, h, fixed, sums.reshape(h * t, -1))
+                      block.proj.bias, h, fixed)
 
 
 def _normalise(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -114,14 +108,12 @@ def _attend(att: _Attention, xc: Tensor, r: Tensor) -> Tensor:
     """The attention output [tile, d] (before the residual add) for normalised queries (xc, r)."""
     rows = xc.shape[0]
     scores = torch.addcmul(att.scores_bias, xc @ att.scores_weight, r)  # [tile, hT']
-    h, d = att.heads, att.out_bias.shape[0]
+    h = att.heads
     if att.fixed_shift:
-        # One matmul gives every head's unnormalised output and its softmax denominator.
-        o = scores.exp_() @ att.value_sums  # [tile, h*d + h]
-        weights = o[:, h * d:].reciprocal()  # [tile, h]
-        heads = o[:, :h * d].view(rows, h, d) * weights[:, :, None]
-        return heads.sum(1) + att.out_bias
-    probs = _softmax_small(scores.view(rows, h, -1)).view(rows, -1)
+        e = scores.exp_().view(rows, h, -1)
+        probs = e.mul_(e.sum(-1, keepdim=True).reciprocal_()).view(rows, -1)
+    else:
+        probs = _softmax_small(scores.view(rows, h, -1)).view(rows, -1)
     return torch.addmm(att.out_bias, probs, att.values)
 
 
