@@ -38,6 +38,7 @@ MUG_RADIUS, MUG_HEIGHT = 0.036, 0.14
 TABLE_Z = -0.2
 MUG_CENTER = (0.04, -0.27, TABLE_Z + MUG_HEIGHT / 2)
 BACKDROP_Y = 0.45
+LIGHT_WATTS = 12.0  # an area light about 1.2 m from the head: exposed for the Standard view transform
 MUG_COLOR = (0.05, 0.25, 0.75, 1.0)  # blue: far from skin, table and backdrop colours
 TABLE_COLOR = (0.35, 0.2, 0.1, 1.0)
 BACKDROP_COLOR = (0.45, 0.5, 0.55, 1.0)
@@ -173,7 +174,7 @@ def build_set(bpy, scene) -> None:
     bpy.ops.object.shade_smooth()
 
     light = bpy.data.objects.new("Key Light", bpy.data.lights.new("Key Light", "AREA"))
-    light.data.energy, light.data.size = 60.0, 0.6
+    light.data.energy, light.data.size = LIGHT_WATTS, 0.6
     scene.collection.objects.link(light)
     light.location = (-0.6, -0.9, 0.6)
     direction = -light.location.normalized()
@@ -184,6 +185,13 @@ def build_set(bpy, scene) -> None:
     if hasattr(scene, "world") and scene.world is None:
         scene.world = bpy.data.worlds.new("World")
     scene.world.color = (0.05, 0.05, 0.05)
+
+
+def set_engine(scene, engine: str) -> None:
+    try:
+        scene.render.engine = ENGINES[engine]
+    except TypeError:  # Blender 4.2-4.4 call EEVEE "BLENDER_EEVEE_NEXT"
+        scene.render.engine = ENGINES[engine] + "_NEXT"
 
 
 def key_emotions(bpy, scene, avatar) -> None:
@@ -259,7 +267,7 @@ def main(argv: list[str]) -> int:
         say(f"add-on {module_name} enabled; backend Python {prefs.backend_python or '(unset)'}")
 
         scene = bpy.context.scene
-        scene.render.engine = ENGINES[args.engine]
+        set_engine(scene, args.engine)
         if args.engine == "CYCLES":
             scene.cycles.samples, scene.cycles.use_denoising = 16, False
         scene.render.resolution_x, scene.render.resolution_y = args.width, args.height

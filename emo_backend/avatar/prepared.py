@@ -50,6 +50,8 @@ class PreparedAvatar:
     avatar: GaussianAvatar
     neutral_means: Tensor            # [N, 3] μ0
     corner_ids: Tensor               # [N, 3] vertex ids of each Gaussian's triangle
+    anchor_matrix: Tensor            # sparse CSR [N, V]: barycentric weights (per-vertex values -> anchors)
+    corner_matrix: Tensor            # sparse CSR [4N, V]: row 4n+i picks corner i of n's triangle, 4n+3 its anchor
     deltas: Tensor | None            # sparse CSR [N * C, E]: row n*C + c is Gaussian n's channel c; None if no deltas
     delta_slices: dict[str, slice]   # DELTA_GROUPS name -> its channels within C (groups that are all zero omitted)
     rotated: Tensor                  # [R] Gaussians with a non-zero rotation delta
@@ -100,10 +102,19 @@ def prepare_avatar(avatar: GaussianAvatar) -> PreparedAvatar:
     stretch_ids = torch.nonzero(stretchable)[:, 0]
     faces_used, local = torch.unique(avatar.face_ids[stretch_ids], return_inverse=True)
 
+    corner_ids = head.faces[avatar.face_ids].contiguous()
+    bary = avatar.bary.detach()
+    rows = torch.arange(n, device=corner_ids.device).repeat_interleave(3)
+    pick = torch.eye(3, dtype=bary.dtype, device=bary.device).expand(n, 3, 3)
+    corner_values = torch.cat([pick, bary[:, None, :]], 1)  # [N, 4 rows, 3 corners]
     return PreparedAvatar(
         avatar=avatar,
         neutral_means=neutral_means(avatar).detach(),
-        corner_ids=head.faces[avatar.face_ids].contiguous(),
+        corner_ids=corner_ids,
+        anchor_matrix=_csr(rows, corner_ids.reshape(-1), bary.reshape(-1), (n, head.num_vertices)),
+        corner_matrix=_csr(torch.arange(4 * n, device=rows.device).repeat_interleave(3),
+                           corner_ids[:, None, :].expand(n, 4, 3).reshape(-1), corner_values.reshape(-1),
+                           (4 * n, head.num_vertices)),
         deltas=deltas,
         delta_slices=slices,
         rotated=rotated,
@@ -113,17 +124,39 @@ def prepare_avatar(avatar: GaussianAvatar) -> PreparedAvatar:
     )
 
 
-def _gather_at_points(values: Tensor, corner_ids: Tensor, bary: Tensor) -> Tensor:
-    """Per-vertex values [B, V, C] -> barycentric interpolation at the points [B, N, C]."""
-    b, _, c = values.shape
-    n = corner_ids.shape[0]
-    corners = values.index_select(1, corner_ids.reshape(-1)).view(b, n, 3, c)
-    return (corners * bary[:, :, None]).sum(-2)
+def _csr(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A sparse CSR matrix from (row, col, value) triplets (duplicates summed, zeros dropped)."""
+    keep = values != 0
+    rows, cols, values = rows[keep], cols[keep], values[keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape).coalesce()
+        return coo.to_sparse_csr()
 
 
-def _apply_3x3(m: Tensor, v: Tensor) -> Tensor:
-    """m [..., 3, 3] · v [..., 3] with broadcast multiplies (faster than tiny batched matmuls on CPU)."""
-    return (m * v[..., None, :]).sum(-1)
+def sparse_rows(matrix: Tensor, values: Tensor) -> Tensor:
+    """matrix [R, V] (sparse CSR) applied to per-vertex values [B, V, C] -> [B, R, C] (a permuted view).
+
+    One sparse product for all frames: much faster on the CPU than gathering a
+    batched tensor along its middle dimension.
+    """
+    b, v, c = values.shape
+    out = matrix @ values.permute(1, 0, 2).reshape(v, b * c)  # [R, B*C]
+    return out.view(-1, b, c).permute(1, 0, 2)
+
+
+def delta_features_prepared(prepared: PreparedAvatar, delta_vertices: Tensor) -> Tensor:
+    """`motion.egd.delta_mesh_features` from the cached corners: ΔM [B, V, 3] -> [B, N, 12]."""
+    b, n = delta_vertices.shape[0], prepared.num_gaussians
+    return sparse_rows(prepared.corner_matrix, delta_vertices).reshape(b, n, 12)
+
+
+def _add_rotated(base: Tensor, m: Tensor, v: Tensor) -> Tensor:
+    """base + m · v for m [..., 3, 3], v [..., 3]: three fused multiply-adds (tiny batched matmuls and
+    reductions over a last dimension of 3 are slow on the CPU)."""
+    out = torch.addcmul(base, m[..., 0], v[..., 0:1])
+    out.addcmul_(m[..., 1], v[..., 1:2])
+    return out.addcmul_(m[..., 2], v[..., 2:3])
 
 
 def blend_prepared(prepared: PreparedAvatar, expression: Tensor) -> Gaussians:
@@ -173,7 +206,7 @@ def evaluate_prepared(
     head = avatar.head
     posed = lbs(head, expression, pose, identity=None, translation=translation)
     b, n = expression.shape[0], avatar.num_gaussians
-    anchors = _gather_at_points(torch.cat([posed.v_shaped, posed.vertices], -1), prepared.corner_ids, avatar.bary)
+    anchors = sparse_rows(prepared.anchor_matrix, torch.cat([posed.v_shaped, posed.vertices], -1))
     anchors_rest, anchors_posed = anchors[..., :3], anchors[..., 3:]
     blended = blend_prepared(prepared, expression)
 
@@ -182,7 +215,7 @@ def evaluate_prepared(
     joints = transforms.shape[1]
     per_gaussian = (avatar.skin_weights @ transforms[..., :3, :].reshape(b, joints, 12)).view(b, n, 3, 4)
     rotation = per_gaussian[..., :3]
-    means = anchors_posed + _apply_3x3(rotation, blended.means - anchors_rest)
+    means = _add_rotated(anchors_posed, rotation, blended.means - anchors_rest)
     joint_quats = matrix_to_quat(transforms[..., :3, :3])  # [B, J, 4]
     sign = torch.where((joint_quats * joint_quats[:, :1]).sum(-1, keepdim=True) < 0, -1.0, 1.0)
     skin_quats = unit(avatar.skin_weights @ (joint_quats * sign))  # [B, N, 4]

@@ -170,10 +170,10 @@ def apply_residual(gaussians: Gaussians, residual: Residual, position_rotation: 
     Gaussian's skinning rotation) when given."""
     offset = residual.position
     if position_rotation is not None:
-        offset = (position_rotation @ offset[..., None])[..., 0]
-    identity = torch.zeros_like(residual.rotation)
-    identity[..., 0] = 1
-    delta = identity + residual.rotation
+        # R @ v as broadcast multiply-add: batched 3x3 matmuls are slow on the CPU
+        offset = (position_rotation * offset[..., None, :]).sum(-1)
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=residual.rotation.dtype, device=residual.rotation.device)
+    delta = residual.rotation + identity
     unit = F.normalize(gaussians.quats, dim=-1)
     return Gaussians(
         means=gaussians.means + offset,

@@ -34,18 +34,23 @@ def time_encoding(num_frames: int, dim: int, device=None, dtype=torch.float32) -
 class EmotionEncoder(nn.Module):
     """weights [..., 8] and intensity [...] -> emotion token [..., d] and intensity token [..., d].
 
-    The emotion token depends on the mix only; the intensity token on a
-    sinusoidal code of the intensity scalar, so intensity acts continuously.
+    Both tokens see the emotion as per-category amounts (intensity × weight of
+    the seven non-neutral categories, `emotion.space.to_amounts`): intensity 0
+    is neutral whatever the weights say, a mix is the sum of its parts, and
+    amounts between MEAD's three levels lie on the line through them. The
+    intensity token adds a sinusoidal code of the total amount.
     """
 
     def __init__(self, dim: int, num_emotions: int = 8, intensity_freqs: int = 4):
         super().__init__()
-        self.emotion = nn.Linear(num_emotions, dim)
+        self.emotion = nn.Linear(num_emotions - 1, dim)
         self.intensity = nn.Sequential(nn.Linear(1 + 2 * intensity_freqs, dim), nn.GELU(), nn.Linear(dim, dim))
         self.intensity_freqs = intensity_freqs
 
     def forward(self, weights: Tensor, intensity: Tensor) -> tuple[Tensor, Tensor]:
-        weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-6)
-        i = intensity[..., None]
+        from emo_backend.emotion.space import to_amounts
+
+        amounts = to_amounts(weights, intensity).to(weights.dtype)  # [..., 7]
+        i = amounts.sum(-1, keepdim=True).clamp(max=1.0)
         code = torch.cat([i, sinusoidal(i, self.intensity_freqs, max_freq_log2=self.intensity_freqs - 2)], -1)
-        return self.emotion(weights), self.intensity(code)
+        return self.emotion(amounts), self.intensity(code)

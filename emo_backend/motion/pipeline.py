@@ -19,7 +19,7 @@ from torch import Tensor
 
 from emo_backend.avatar.blendshapes import GaussianAvatar, evaluate, neutral_means
 from emo_backend.avatar.gaussians import Gaussians
-from emo_backend.avatar.prepared import PreparedAvatar, evaluate_prepared
+from emo_backend.avatar.prepared import PreparedAvatar, delta_features_prepared, evaluate_prepared
 from emo_backend.head.lbs import PosedHead, lbs
 from emo_backend.head.model import JOINT_NAMES
 from emo_backend.motion.a2et import A2ET
@@ -138,9 +138,7 @@ def add_emotional_residual(
     neutral_mesh = lbs(head, expression_neu, pose_neu, translation=translation).vertices
     delta_vertices = posed.vertices - neutral_mesh
     if prepared is not None:
-        b, n = delta_vertices.shape[0], avatar.num_gaussians
-        corners = delta_vertices.index_select(1, prepared.corner_ids.reshape(-1)).view(b, n, 3, 3)
-        delta = torch.cat([corners.flatten(-2), (corners * avatar.bary[None, :, :, None]).sum(-2)], -1)
+        delta = delta_features_prepared(prepared, delta_vertices)
     else:
         delta = delta_mesh_features(delta_vertices, head.faces, avatar.face_ids, avatar.bary)
     if prepared_egd is not None:

@@ -275,6 +275,8 @@ def train_stage1(
         template = load_avatar(init_path)
         saved = checkpoint.meta.get("config", {})
         cfg = Stage1Config(**{**saved, **overrides, "progress": cfg.progress})
+        # the run goes on with the renderer it started with (unless one is given): backends differ in rounding
+        backend_name, _ = _resolve_training_backend(cfg.backend)
     else:
         if ckpt_path.exists():
             raise EmoSplatError(f"{out} already holds a training run; pass --resume to continue it or choose "

@@ -77,4 +77,4 @@ def test_blender_demo_renders_a_composited_mp4_with_sound(tmp_path):
     assert _patch(avatar, nose_px)[3] > 0.99
     seen = _patch(first, nose_px)
     assert np.abs(seen - _patch(avatar, nose_px)[:3]).max() < 0.08, (seen, _patch(avatar, nose_px))
-    assert np.abs(seen - np.array(demo.BACKDROP_COLOR[:3])).max() > 0.15
+    assert np.abs(seen - _patch(first, (3, 3))).max() > 0.15  # and not the backdrop (the top-left corner)

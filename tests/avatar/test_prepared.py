@@ -33,6 +33,15 @@ def assert_same(avatar, pose_stretch=True, seed=0):
     return prepared
 
 
+def test_delta_features_from_the_cached_corners(avatar):
+    from emo_backend.avatar.prepared import delta_features_prepared
+    from emo_backend.motion.egd import delta_mesh_features
+
+    delta = torch.randn(2, avatar.head.num_vertices, 3, generator=torch.Generator().manual_seed(0))
+    expected = delta_mesh_features(delta, avatar.head.faces, avatar.face_ids, avatar.bary)
+    torch.testing.assert_close(delta_features_prepared(prepare_avatar(avatar), delta), expected)
+
+
 @pytest.mark.parametrize("pose_stretch", [True, False])
 def test_prepared_equals_evaluate(avatar, pose_stretch):
     assert_same(avatar, pose_stretch)

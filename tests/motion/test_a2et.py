@@ -65,6 +65,14 @@ def test_emotion_and_intensity_condition_the_output():
     assert (a - b).abs().max() > 1e-4 and (a - c).abs().max() > 1e-4
 
 
+def test_intensity_zero_is_neutral_whatever_the_weights():
+    model = make()
+    audio, weights, intensity = inputs(20)
+    neutral = torch.zeros_like(weights)
+    neutral[..., 0] = 1
+    torch.testing.assert_close(model(audio, weights, intensity * 0).expression, model(audio, neutral, intensity).expression)
+
+
 def test_gradients_reach_every_parameter():
     model = make()
     model.train()

@@ -28,7 +28,7 @@ def test_bench_render_prints_a_table(capsys):
     assert all(float(ms) > 0 for r in rows for ms in r[2:4])
 
 
-@pytest.mark.parametrize("what", ["train", "frame"])
+@pytest.mark.parametrize("what", ["frame"])
 def test_other_benchmarks_say_not_available(what):
     with pytest.raises(EmoSplatError, match="not available yet"):
         bench.run(_args(what))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from emo_backend.errors import EmoSplatError
 from emo_backend.render import rasterize, resolve_backend
 from emo_backend.render.cpu import render_cpu_state
 from emo_backend.render.cpu_backward import rasterize_backward
@@ -186,3 +187,20 @@ def test_stage1_trains_with_numba_on_cpu(monkeypatch):
     assert stage1._resolve_training_backend("auto") == ("numba", torch.device("cpu"))
     assert stage1._resolve_training_backend("torch") == ("torch", torch.device("cpu"))
     assert stage1._resolve_training_backend("numba") == ("numba", torch.device("cpu"))
+
+
+def test_bench_train_prints_iterations_per_second(capsys):
+    import argparse
+
+    from emo_backend.commands import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["train", "--backends", "numba", "torch", "--counts", "400", "--sizes", "32",
+                              "--iterations", "2", "--warmup", "1", "--no-avatar"])
+    assert bench.run(args) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("synthetic ")]
+    assert [r[1:4] for r in rows] == [["numba", "400", "32x32"], ["torch", "400", "32x32"]]
+    assert all(float(r[4]) > 0 and float(r[5]) > 0 and float(r[6]) > 0 for r in rows)
+    with pytest.raises(EmoSplatError, match="cannot train"):
+        bench.run(parser.parse_args(["train", "--backends", "cpu", "--no-avatar"]))

@@ -48,7 +48,6 @@ def _config(**kw):
     return Stage1Config(**{**base, **kw})
 
 
-@pytest.mark.slow
 def test_stage1_learns_the_subject(tmp_path, masked_data, avatar):
     from emo_backend.avatar.bundle import load_avatar
     from emo_backend.data.dataset import load_dataset
@@ -76,7 +75,6 @@ def test_stage1_learns_the_subject(tmp_path, masked_data, avatar):
     assert (tmp_path / "run" / "checkpoints" / "latest.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(tmp_path, unmasked_data, avatar):
     from emo_backend.avatar.bundle import load_avatar
     from emo_backend.train.checkpoint import load_checkpoint
