@@ -4,8 +4,9 @@ The add-on owns only nodes it made (name prefix "EmoSplat", custom property
 `emosplat` holding the node's role). Wiring again after another bake updates
 those nodes in place; the artist's own nodes are never removed. The avatar
 goes in front of or behind scene geometry by depth (Z Combine against the
-Render Layers' Depth pass), with its straight alpha honoured, so F12 and
-animation renders include it with Cycles, EEVEE and Workbench alike.
+Render Layers' Depth pass), with its straight alpha honoured (soft edges are
+an exact alpha-over), so F12 and animation renders include it with Cycles,
+EEVEE and Workbench alike.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ def _node(tree, role: str, bl_idname: str, label: str, location: tuple[float, fl
     return node
 
 
-def sequence_image(filepath: str, colorspace: str, alpha_mode: str = "STRAIGHT"):
+# Z Combine's "Use Alpha" mixes its inputs as B * alpha + A * (1 - alpha): B must arrive un-premultiplied. The
+# frames are straight-alpha PNGs; "CHANNEL_PACKED" keeps their colour and alpha apart (no premultiplication on
+# load), so soft edges come out as a true alpha-over. ("STRAIGHT" would be premultiplied on load and multiplied
+# again by Z Combine: edge pixels darkened toward the background.)
+AVATAR_ALPHA_MODE = "CHANNEL_PACKED"
+
+
+def sequence_image(filepath: str, colorspace: str, alpha_mode: str = AVATAR_ALPHA_MODE):
     """An image datablock for a numbered sequence (reused and reloaded after a rebake)."""
     name = f"{PREFIX} {os.path.basename(filepath)}"
     image = bpy.data.images.get(name)
@@ -86,11 +94,13 @@ def wire_compositor(scene, folder: str, stem: str, start: int, end: int) -> dict
     avatar = _node(tree, ROLE_AVATAR, "CompositorNodeImage", "Avatar", (-500, -100))
     depth = _node(tree, ROLE_DEPTH, "CompositorNodeImage", "Avatar Depth", (-500, -400))
     zc = _node(tree, ROLE_ZCOMBINE, "CompositorNodeZcombine", "Z Combine", (-100, 100))
-    avatar.image = sequence_image(avatar_file, "sRGB", "STRAIGHT")
+    avatar.image = sequence_image(avatar_file, "sRGB", AVATAR_ALPHA_MODE)
     depth.image = sequence_image(depth_file, "Non-Color", "NONE")
     for node in (avatar, depth):
         _set_sequence(node, start, end)
-    compat.zcombine_set_options(zc, use_alpha=True, anti_alias=True)
+    # No Anti-Alias: it blends the colour of fully transparent avatar pixels (black) into a ring around the head;
+    # the avatar's own alpha already anti-aliases its outline.
+    compat.zcombine_set_options(zc, use_alpha=True, anti_alias=False)
 
     (a_img, a_depth, b_img, b_depth), (out_img, _) = compat.zcombine_sockets(zc)
     # The scene side: whatever the artist sent to the output (a grade, a glare...) or the Render Layers image.
@@ -114,7 +124,7 @@ def wire_compositor(scene, folder: str, stem: str, start: int, end: int) -> dict
 def show_in_camera(camera_object, folder: str, stem: str, start: int, end: int):
     """The baked frames as the camera's background image sequence (an instant preview in camera view)."""
     data = camera_object.data
-    image = sequence_image(os.path.join(folder, f"{stem}_{start:04d}.png"), "sRGB", "STRAIGHT")
+    image = sequence_image(os.path.join(folder, f"{stem}_{start:04d}.png"), "sRGB", AVATAR_ALPHA_MODE)  # shared
     bg = next((b for b in data.background_images if b.image is not None and b.image.name.startswith(PREFIX)), None)
     if bg is None:
         bg = data.background_images.new()

@@ -520,7 +520,7 @@ def render_shot(
 
     import torch
 
-    from emo_backend.avatar.bundle import load_avatar, resolve_avatar_path
+    from emo_backend.avatar.bundle import resolve_avatar_path
     from emo_backend.avatar.gaussians import activate
     from emo_backend.files.images import write_exr_depth, write_png
     from emo_backend.render import rasterize
@@ -528,7 +528,7 @@ def render_shot(
     started = time.perf_counter()
     device, backend = _compute_device(spec)
     avatar_path = Path(resolve_avatar_path(spec.avatar))
-    avatar = load_avatar(avatar_path, device=device)
+    avatar, prepared = _cached_avatar(avatar_path, device)
     drive = shot_drive(spec, avatar, avatar_path)
     expression, pose = drive.expression, drive.pose
     digests = _frame_digests(spec, expression, pose, _avatar_key(avatar_path) + drive.source, backend)
@@ -550,7 +550,7 @@ def render_shot(
     if progress is not None and skipped:
         progress(len(skipped), total, skipped[-1])
     with torch.inference_mode():
-        fast = _prepare_fast_paths(avatar, drive, device) if todo else None
+        fast = _prepare_fast_paths(prepared, drive, device) if todo else None
         for chunk_start in range(0, len(todo), CHUNK_FRAMES):
             chunk = todo[chunk_start:chunk_start + CHUNK_FRAMES]
             idx = torch.tensor([f - spec.frame_start for f in chunk])
@@ -587,12 +587,30 @@ def render_shot(
 # ---------------------------------------------------------------------------------------------- without Blender
 
 
-def _prepare_fast_paths(avatar, drive: ShotDrive, device: str):
-    """The avatar (and its EGD) with per-shot constants precomputed: (PreparedAvatar, PreparedEGD or None)."""
+_AVATAR_CACHE: dict = {}  # (content key, device) -> (avatar, prepared): previews re-render one avatar often
+
+
+def _cached_avatar(avatar_path: Path, device: str):
+    """The avatar and its inference fast path (`avatar.prepared`), loaded once per content and device.
+
+    The key is `_avatar_key` (path, sizes and mtimes of the bundle's files), so an edited bundle is reloaded.
+    One avatar is kept: memory stays bounded.
+    """
+    from emo_backend.avatar.bundle import load_avatar
     from emo_backend.avatar.prepared import prepare_avatar
+
+    key = (_avatar_key(avatar_path), device)
+    if key not in _AVATAR_CACHE:
+        avatar = load_avatar(avatar_path, device=device)
+        _AVATAR_CACHE.clear()
+        _AVATAR_CACHE[key] = (avatar, prepare_avatar(avatar))
+    return _AVATAR_CACHE[key]
+
+
+def _prepare_fast_paths(prepared, drive: ShotDrive, device: str):
+    """(PreparedAvatar, its EGD prepared for inference or None) for `_chunk_gaussians`."""
     from emo_backend.motion.egd_fast import prepare_egd
 
-    prepared = prepare_avatar(avatar)
     egd = prepare_egd(drive.egd.to(device), prepared.neutral_means) if drive.egd is not None else None
     return prepared, egd
 

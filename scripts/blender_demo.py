@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -119,6 +120,7 @@ def enable_addon(bpy, scratch: Path) -> tuple[str, object]:
 
     def cleanup():
         bpy.context.preferences.extensions.repos.remove(repo)  # Blender disables the repository's add-ons with it
+        link.unlink()  # the link first: nothing below may ever reach into the checkout
 
     return name, cleanup
 
@@ -321,6 +323,7 @@ def main(argv: list[str]) -> int:
         if addon.ipc.current() is not None:
             bpy.ops.emosplat.backend(action="STOP")
         cleanup()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _argv() -> list[str]:

@@ -167,7 +167,8 @@ def blend_prepared(prepared: PreparedAvatar, expression: Tensor) -> Gaussians:
     b, n = expression.shape[0], avatar.num_gaussians
     if prepared.deltas is not None:
         channels = sum(s.stop - s.start for s in prepared.delta_slices.values())
-        mixed = (prepared.deltas @ expression.T.to(prepared.deltas.dtype)).T.reshape(b, n, channels)
+        # [N*C, B] -> frames first, contiguous: strided reads in every later op cost more than this copy
+        mixed = (prepared.deltas @ expression.T.to(prepared.deltas.dtype)).T.contiguous().view(b, n, channels)
     s = prepared.delta_slices
 
     def mix(base: Tensor, name: str) -> Tensor:  # base [N, C] -> [B, N, C]

@@ -10,8 +10,9 @@ DESCRIPTION = (
     "Render the avatar for a shot: one straight-alpha RGBA PNG and one float32 depth EXR per frame "
     "(docs/shot-spec.md), and with --video an MP4 with the audio. Either give a shot spec (--shot), or describe "
     "a portrait shot with --audio and --emotion (an emotion string like 'happy:0.7@0.8' or an emotion-curves "
-    "JSON file, docs/emotion-curves.md). Frames already rendered from the same inputs are skipped, so a rerun "
-    "continues. Until the audio-driven model lands, the mouth follows the emotion, not the speech."
+    "JSON file, docs/emotion-curves.md). With audio and the bundled A2ET the lips follow the speech and the face "
+    "the emotion (spec 'motion', docs/shot-spec.md). Frames already rendered from the same inputs are skipped, so "
+    "a rerun continues. --out FILE.mp4 renders the frames beside it (FILE_frames/) and writes the video."
 )
 
 
@@ -20,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", metavar="FILE", help="speech clip (without --shot: sets the shot's length)")
     parser.add_argument("--emotion", metavar="EMOTION", default=None,
                         help="without --shot: 'happy', 'happy:0.7@0.8', ... or an emotion-curves .json (default neutral)")
-    parser.add_argument("--out", metavar="DIR", help="output folder (required without --shot; default: the spec's)")
+    parser.add_argument("--out", metavar="DIR|FILE.mp4",
+                        help="output folder, or an .mp4 (frames go to FILE_frames/ beside it); "
+                             "required without --shot (default: the spec's folder)")
     parser.add_argument("--avatar", help="avatar bundle (default: the spec's avatar, or 'default')")
     parser.add_argument("--size", type=int, default=512, help="without --shot: frame width and height (default 512)")
     parser.add_argument("--fps", type=float, default=25.0, help="without --shot: frames per second (default 25)")
@@ -44,6 +47,20 @@ def _frame_subset(text: str | None, spec) -> list[int] | None:
     if first > last or first < spec.frame_start or last > spec.frame_end:
         raise EmoSplatError(f"--frames {text}: must lie within the shot's {spec.frame_start}-{spec.frame_end}")
     return list(range(first, last + 1))
+
+
+def _split_out(args: argparse.Namespace) -> None:
+    """--out shot.mp4 means: frames in shot_frames/, the video at shot.mp4."""
+    from pathlib import Path
+
+    from emo_backend.errors import EmoSplatError
+
+    if args.out and args.out.lower().endswith(".mp4"):
+        if args.video and Path(args.video) != Path(args.out):
+            raise EmoSplatError("--out is an .mp4 and --video names another; give one video path")
+        out = Path(args.out)
+        args.video = str(out)
+        args.out = str(out.with_name(out.stem + "_frames"))
 
 
 def _spec(args: argparse.Namespace):
@@ -76,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     from emo_backend.shot import render_shot, write_video
 
+    _split_out(args)
     spec = _spec(args)
     frames = _frame_subset(args.frames, spec)
     total = len(frames) if frames else spec.num_frames

@@ -1,9 +1,10 @@
 """Evaluating A2ET on held-out clips: lip sync, expression error per emotion, intensity monotonicity.
 
 * Landmark distance (LMD): the head's 68 landmarks from the predicted and the
-  tracked expression + jaw/neck pose (the clip's other joints and camera as
-  tracked), projected with the clip's camera; mean pixel distance of the mouth
-  and of the whole face, plus landmark-velocity error.
+  tracked expression + jaw (neck, eyes, root and camera as tracked: head
+  sway is not in the speech), projected with the clip's camera; mean pixel
+  distance of the mouth and of the whole face, plus landmark-velocity error.
+  The neck's own error is reported apart, in degrees.
 * Expression error: mean |ψ_pred − ψ_true| per emotion, blink (AU45) excluded:
   blinks are not in the audio.
 * Intensity: for each emotion, the same held-out audio at intensities
@@ -56,11 +57,13 @@ def evaluate_a2et(a2et, dataset, head: HeadModel, split: str = "test") -> dict:
         # Blink is not predicted from audio: evaluate both meshes with the tracked eyelids.
         expression = pred.expression.clone()
         expression[:, ~keep] = clip.expression[:, ~keep]
-        pred_v = _posed(head, expression, pred.jaw, pred.neck, tracked_pose, translation)
+        pred_v = _posed(head, expression, pred.jaw, clip.neck, tracked_pose, translation)
+        lmd["neck_error_deg"].append(float((pred.neck - clip.neck).norm(dim=-1).mean()) * 57.2958)
         true_v = _posed(head, clip.expression, clip.jaw, clip.neck, tracked_pose, translation)
         m = landmark_metrics(head, pred_v, true_v, torch.from_numpy(tracking.viewmat), torch.from_numpy(tracking.K))
         for k, v in m.items():
             lmd[k].append(v)
+    neck_error = lmd.pop("neck_error_deg")
 
     from emo_backend.head.expressions import ACTION_UNITS
 
@@ -88,6 +91,7 @@ def evaluate_a2et(a2et, dataset, head: HeadModel, split: str = "test") -> dict:
         "clips": len(clips),
         "resolution": list(dataset.info.resolution),
         "landmarks_px": {k: round(mean(v), 4) for k, v in lmd.items()},
+        "neck_error_deg": round(mean(neck_error), 3),
         "expression_mae_per_emotion": {k: round(mean(v), 5) for k, v in sorted(per_emotion.items())},
         "intensity": monotonic if facs else "skipped: the expression bases are not the FACS action units",
         "intensity_monotonic": all(v["monotonic"] for v in monotonic.values()) if facs else None,

@@ -86,8 +86,12 @@ def lbs(
         pose_feature = (rotations[:, 1:] - eye).reshape(pose.shape[0], -1)  # [B, 9(J-1)]
         v_posed = v_posed + (pose_feature @ model.posedirs).reshape(v_shaped.shape)
     posed_joints, skin = skinning_transforms(rotations, joints, model.parents)
-    per_vertex = torch.einsum("vj,bjmn->bvmn", model.lbs_weights, skin)  # [B, V, 4, 4]
-    vertices = (per_vertex[..., :3, :3] @ v_posed[..., None])[..., 0] + per_vertex[..., :3, 3]
+    batch, num_joints = skin.shape[:2]
+    per_vertex = (model.lbs_weights @ skin[..., :3, :].reshape(batch, num_joints, 12)).view(batch, -1, 3, 4)
+    # R v + t as fused multiply-adds: batched 3x3 matmuls over every vertex are slow on the CPU
+    vertices = per_vertex[..., 3]
+    for c in range(3):
+        vertices = torch.addcmul(vertices, per_vertex[..., c], v_posed[..., c : c + 1])
     if translation is not None:
         vertices = vertices + translation[:, None]
         posed_joints = posed_joints + translation[:, None]

@@ -170,8 +170,9 @@ def apply_residual(gaussians: Gaussians, residual: Residual, position_rotation: 
     Gaussian's skinning rotation) when given."""
     offset = residual.position
     if position_rotation is not None:
-        # R @ v as broadcast multiply-add: batched 3x3 matmuls are slow on the CPU
-        offset = (position_rotation * offset[..., None, :]).sum(-1)
+        # R @ v as fused multiply-adds: batched 3x3 matmuls are slow on the CPU
+        r, v = position_rotation, offset
+        offset = torch.addcmul(torch.addcmul(r[..., 0] * v[..., 0:1], r[..., 1], v[..., 1:2]), r[..., 2], v[..., 2:3])
     identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=residual.rotation.dtype, device=residual.rotation.device)
     delta = residual.rotation + identity
     unit = F.normalize(gaussians.quats, dim=-1)

@@ -1,4 +1,7 @@
-"""The numba backward pass of the cpu renderer: image gradients -> per-Gaussian 2D gradients.
+"""The numba backward pass of the cpu renderer: image gradients -> per-Gaussian gradients.
+
+Two stages, as gsplat's: `rasterize_backward` (image -> 2D mean, conic, opacity, colour,
+depth per Gaussian) and `project_backward` (2D -> means, quats, scales; camera fixed).
 
 gsplat's `rasterize_to_pixels_bwd`, on CPU cores: per tile (parallel over tiles) the
 Gaussians of the tile's sorted list are walked back to front, starting at the last
@@ -138,8 +141,8 @@ def _rasterize_backward(
                     a = min(amax, raw)
                     hit = (power <= cut) & (power >= zero) & (a >= thr) & (local_k <= s[B_LAST + j])
                     T_after = s[B_T + j]
-                    one_minus = one - a
-                    T_i = T_after / one_minus
+                    inv_one_minus = one / (one - a)  # a <= 0.999: finite
+                    T_i = T_after * inv_one_minus
                     w = a * T_i
                     gr = s[B_GR + j]
                     gg = s[B_GG + j]
@@ -147,7 +150,7 @@ def _rasterize_backward(
                     gz = s[B_GZ + j]
                     gf = gr * cr + gg * cg + gb * cbl + gz * z
                     behind = s[B_BEHIND + j]
-                    d_alpha = T_i * gf - (behind + s[B_GTF + j]) / one_minus
+                    d_alpha = T_i * gf - (behind + s[B_GTF + j]) * inv_one_minus
                     # the clamp at 0.999 passes no gradient to opacity and power
                     d_raw = d_alpha if (hit & (raw <= amax)) else zero
                     w_hit = w if hit else zero

@@ -2,9 +2,8 @@
 
 Forward: `render_cpu_state` (exactly `rasterize(backend="cpu")`'s output). Backward:
 `cpu_backward.rasterize_backward` gives the gradients wrt each visible Gaussian's 2D mean,
-conic, depth, opacity and colour; the projection's own backward (means, quats, scales
-through the EWA Jacobian; the camera is fixed) is torch autograd over
-`projection.project_gaussians`, run on the visible Gaussians only (O(N), cheap).
+conic, depth, opacity and colour; `cpu_backward.project_backward` carries them through the
+EWA projection to means, quats and scales (the camera is fixed).
 
 Gradients flow from rgb, alpha and depth, to means, quats, scales, opacities, colours
 and the background; viewmat and K get none. Computation is float32 whatever the input
@@ -70,7 +69,6 @@ class NumbaRasterize(torch.autograd.Function):
         g_background = None
         if ctx.has_background and ctx.needs_input_grad[5]:
             g_background = torch.from_numpy(grad_bg).to(device, background.dtype)
-        ctx.state = None  # the tile lists are large; a second backward is not supported
         return (g_means if ctx.needs_input_grad[0] else None, g_quats if ctx.needs_input_grad[1] else None,
                 g_scales if ctx.needs_input_grad[2] else None, g_opacities, g_colors, g_background,
                 None, None, None, None)

@@ -26,7 +26,6 @@ from emo_backend.render.constants import EPS2D, FAR_PLANE, NEAR_PLANE, TILE_SIZE
 
 Backend = Literal["auto", "gsplat", "cpu", "torch", "numba"]
 BACKENDS = ("auto", "gsplat", "cpu", "torch", "numba")
-DIFFERENTIABLE = ("gsplat", "torch", "numba")
 
 
 def cuda_works() -> bool:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from emo_backend.errors import EmoSplatError
 from emo_backend.render import rasterize, resolve_backend
 from emo_backend.render.cpu import render_cpu_state
-from emo_backend.render.cpu_backward import rasterize_backward
 from emo_backend.train import losses
 from render_scenes import random_scene
 
@@ -79,6 +77,17 @@ def test_backend_is_registered_and_differentiable_on_cpu_only():
     inputs = [t.clone().requires_grad_(True) for t in scene[:5]]
     rgb, alpha, depth = rasterize(*inputs, *scene[5:], 40, 30, backend="numba")
     assert rgb.requires_grad and alpha.requires_grad and depth.requires_grad
+    loss = rgb.sum() + alpha.sum()
+    loss.backward(retain_graph=True)
+    once = [t.grad.clone() for t in inputs]
+    loss.backward()  # a retained graph can be walked again
+    for a, b in zip(once, inputs):
+        assert torch.allclose(2 * a, b.grad)
+    # float64 inputs: float32 images (the cpu renderer's), gradients in the inputs' dtype
+    inputs = [t.double().requires_grad_(True) for t in scene[:5]]
+    rgb, _, _ = rasterize(*inputs, *scene[5:], 40, 30, backend="numba")
+    rgb.sum().backward()
+    assert rgb.dtype == torch.float32 and all(t.grad.dtype == torch.float64 for t in inputs)
 
 
 def test_forward_is_the_cpu_backend_exactly():
