@@ -102,8 +102,9 @@ def _block_attention(block, tokens: Tensor) -> _Attention:
 
 def _normalise(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """LayerNorm without affine as (x - mean, 1/std): n(x) @ W = (xc @ W) * r, cheaper than F.layer_norm here."""
-    xc = x - x.mean(-1, keepdim=True)
-    return xc, torch.rsqrt(xc.square().mean(-1, keepdim=True) + eps)
+    mean = x.new_full((x.shape[-1], 1), 1.0 / x.shape[-1])  # row means as a matrix-vector product (faster here)
+    xc = x - x @ mean
+    return xc, (xc * xc @ mean).add_(eps).rsqrt_()
 
 
 def _attend(att: _Attention, xc: Tensor, r: Tensor) -> Tensor:
