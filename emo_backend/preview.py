@@ -25,8 +25,13 @@ class RigTest:
     labels: list[str]    # [F] what each frame shows
 
 
+def _odd(frames: float) -> int:
+    """An odd frame count >= 3, so a bump's middle frame shows the full value."""
+    return max(3, int(round(frames)) | 1)
+
+
 def _bump(num_frames: int) -> Tensor:
-    """0 -> 1 -> 0 over `num_frames`, smooth at both ends. [F]"""
+    """0 -> 1 -> 0 over `num_frames` (1 exactly at the middle frame when the count is odd). [F]"""
     t = torch.linspace(0, 1, num_frames)
     return torch.sin(math.pi * t) ** 2
 
@@ -60,17 +65,17 @@ def rig_test_timeline(
     p[:, NECK, 1] = math.radians(max_yaw_deg) * torch.sin(2 * math.pi * t)
     p[:, NECK, 0] = math.radians(6.0) * torch.sin(4 * math.pi * t)
 
-    n = round(jaw_seconds * fps)
+    n = _odd(jaw_seconds * fps)
     _, p = segment(n, "jaw open / close")
     p[:, JAW, 0] = jaw_open_rad * _bump(n)
 
     blink = [i for i, name in enumerate(expr_names) if name.startswith("AU45")]
     if blink:
-        n = round(blink_seconds * fps)
+        n = _odd(blink_seconds * fps)
         e, _ = segment(n, "blink (AU45)")
         e[:, blink] = _bump(n)[:, None]
 
-    n = max(2, round(seconds_per_basis * fps))
+    n = _odd(seconds_per_basis * fps)
     for k, name in enumerate(expr_names):
         e, _ = segment(n, f"expression {k}: {name}")
         e[:, k] = _bump(n)
