@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emo_backend.avatar.gaussians import Gaussians
+from emo_backend.avatar.rotations import quat_multiply as quaternion_multiply  # noqa: F401  (re-exported)
 from emo_backend.motion.encodings import EmotionEncoder, sinusoidal
 
 
@@ -147,21 +148,6 @@ class EGD(nn.Module):
             q = block(q, tokens)
         out = self.head(self.norm(q))
         return Residual(out[..., :4], out[..., 4:7], out[..., 7:10], out[..., 10], out[..., 11:14] * 1e-3)
-
-
-def quaternion_multiply(a: Tensor, b: Tensor) -> Tensor:
-    """Hamilton product of wxyz quaternions [..., 4]."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        -1,
-    )
 
 
 def apply_residual(gaussians: Gaussians, residual: Residual, position_rotation: Tensor | None = None) -> Gaussians:

@@ -28,12 +28,6 @@ def test_bench_render_prints_a_table(capsys):
     assert all(float(ms) > 0 for r in rows for ms in r[2:4])
 
 
-@pytest.mark.parametrize("what", ["frame"])
-def test_other_benchmarks_say_not_available(what):
-    with pytest.raises(EmoSplatError, match="not available yet"):
-        bench.run(_args(what))
-
-
 def test_missing_avatar_is_a_clear_error(tmp_path):
     with pytest.raises(EmoSplatError, match="does not exist|avatar"):
         bench.run(_args("render", "--backends", "cpu", "--repeats", "1", "--counts", "50", "--sizes", "16",
