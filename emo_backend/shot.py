@@ -373,13 +373,28 @@ def shot_blink(spec: ShotSpec):
 
 
 def shot_drive(spec: ShotSpec, avatar, avatar_path: Path) -> ShotDrive:
-    """A2ET (+ the avatar's stage 2) when the spec has audio and A2ET weights exist, else the FACS recipe."""
+    """A2ET (+ the avatar's stage 2) when the spec has audio and a matching A2ET is installed, else the FACS recipe.
+
+    "auto" falls back to the recipe when there is no audio, no A2ET, or the
+    installed A2ET predicts another head model's expression bases than the
+    avatar's; "a2et" makes each of those an error.
+    """
     import torch
 
     from emo_backend.motion.models import find_default_a2et, stage2_folder
+    from emo_backend.train.a2et import load_a2et
 
+    names = tuple(avatar.head.expr_names)
     a2et_folder = find_default_a2et() if spec.motion in ("auto", "a2et") and spec.audio is not None else None
-    if a2et_folder is None:
+    a2et = None
+    if a2et_folder is not None:
+        a2et, info = load_a2et(a2et_folder)
+        if tuple(info.get("expression_names", names)) != names:
+            if spec.motion == "a2et":
+                raise EmoSplatError(f"{a2et_folder}: A2ET predicts another head model's expressions than the avatar "
+                                    f"{avatar_path} uses; pick an avatar of that head model or use motion 'recipe'")
+            a2et = None
+    if a2et is None:
         if spec.motion == "a2et":
             raise _fail("motion", "'a2et' was asked for but no A2ET weights are installed (assets/models/a2et); "
                         "train them with `emosplat train a2et` or use 'recipe'")
@@ -389,14 +404,8 @@ def shot_drive(spec: ShotSpec, avatar, avatar_path: Path) -> ShotDrive:
     from emo_backend.audio.features import logmel_frames
     from emo_backend.audio.loading import load_audio
     from emo_backend.motion.pipeline import predict_motion
-    from emo_backend.train.a2et import load_a2et
     from emo_backend.train.stage2 import load_egd
 
-    a2et, info = load_a2et(a2et_folder)
-    names = tuple(avatar.head.expr_names)
-    if tuple(info.get("expression_names", names)) != names:
-        raise EmoSplatError(f"{a2et_folder}: A2ET predicts another head model's expressions than the avatar "
-                            f"{avatar_path} uses; pick an avatar of that head model or use motion 'recipe'")
     samples, rate = load_audio(spec.audio)
     features = logmel_frames(samples, rate, spec.fps, num_frames=spec.num_frames)
     motion = predict_motion(a2et, features, torch.from_numpy(spec.weights).float(),

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="starting avatar bundle (default: a new one on the dataset's head, for the open head)")
     parser.add_argument("--gaussians", type=int, default=None, help="initial Gaussian count for a new avatar")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (1000)")
+    parser.add_argument("--identity", default=None, help="only this identity's clips (a dataset may hold several people)")
+    parser.add_argument("--emotions", default=None,
+                        help="only clips with these labels, comma-separated (e.g. stage1: neutral, as GaussianEmoTalker)")
     parser.add_argument("--avatar", default=None, help="stage2: the stage-1 avatar bundle to build on")
     parser.add_argument("--a2et", default=None, help="stage2: the A2ET weights folder (gives the neutral motion)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = Stage1Config(progress=not args.no_progress)
     if args.gaussians is not None:
         cfg = replace(cfg, num_gaussians=args.gaussians)
+    cfg = replace(cfg, identity=args.identity, emotions=_emotions(args))
     if args.checkpoint_every is not None:
         cfg = replace(cfg, checkpoint_every=max(1, args.checkpoint_every))
     metrics = train_stage1(args.data, args.out, iterations=args.iterations, backend=args.backend, seed=args.seed,
@@ -91,8 +95,8 @@ def _train_stage2(args: argparse.Namespace) -> int:
 
     if not args.avatar or not args.a2et:
         raise EmoSplatError("stage2 needs --avatar (the stage-1 bundle) and --a2et (the A2ET weights folder)")
-    backend = "torch" if args.backend == "auto" else args.backend
-    cfg = Stage2Config()
+    backend = "numba" if args.backend == "auto" else args.backend  # numba: the differentiable CPU renderer
+    cfg = Stage2Config(identity=args.identity, emotions=_emotions(args))
     if args.iterations is not None:
         cfg = replace(cfg, iterations=args.iterations)
     if args.seed is not None:
@@ -105,3 +109,16 @@ def _train_stage2(args: argparse.Namespace) -> int:
           f"SSIM {o['stage1_ssim']:.3f} -> {o['stage2_ssim']:.3f} (without -> with stage 2)")
     print(f"weights and metrics: {Path(args.out).resolve()}")
     return 0
+
+
+def _emotions(args: argparse.Namespace) -> tuple[str, ...] | None:
+    from emo_backend.emotion.space import EMOTIONS
+    from emo_backend.errors import EmoSplatError
+
+    if not args.emotions:
+        return None
+    names = tuple(e.strip() for e in args.emotions.split(",") if e.strip())
+    unknown = [e for e in names if e not in EMOTIONS]
+    if unknown:
+        raise EmoSplatError(f"--emotions: unknown {', '.join(unknown)}; use names from {', '.join(EMOTIONS)}")
+    return names

@@ -94,6 +94,8 @@ class Stage1Config:
     # Bookkeeping.
     checkpoint_every: int = 1000
     eval_frames: int = 16             # frames per split measured at the end
+    identity: str | None = None       # train on this identity's clips only (a dataset may hold several people)
+    emotions: tuple[str, ...] | None = None  # only clips with these labels (GaussianEmoTalker: stage 1 on neutral)
     progress: bool = True
 
 
@@ -106,7 +108,9 @@ class FrameRef:
 class TrainingFrames:
     """The training split as a list of (clip, frame) with tracking in memory and images read on demand."""
 
-    def __init__(self, dataset, split: str = "train", cache_bytes: int = 2 << 30):
+    def __init__(self, dataset, split: str = "train", cache_bytes: int = 2 << 30,
+                 identity: str | None = None, emotions: tuple[str, ...] | None = None):
+        """Clips of `split`, only those of one `identity` and/or with one of `emotions` when given."""
         self.dataset = dataset
         self.refs: list[FrameRef] = []
         self.tracking = {}
@@ -114,6 +118,9 @@ class TrainingFrames:
         self.cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self.cache_bytes, self.cached_bytes = cache_bytes, 0
         for clip_id in dataset.clip_ids(split):
+            info = dataset.clip(clip_id)
+            if (identity is not None and info.identity != identity) or (emotions and info.emotion not in emotions):
+                continue
             self.tracking[clip_id] = dataset.load_tracking(clip_id)
             self.refs += [FrameRef(clip_id, i) for i in range(dataset.clip(clip_id).num_frames)]
         self.width, self.height = (int(x) for x in dataset.info.resolution)
@@ -262,9 +269,12 @@ def train_stage1(
     init_path = out / "init_avatar"
 
     dataset = load_dataset(dataset_dir)
-    frames = TrainingFrames(dataset, "train")
+    frames = TrainingFrames(dataset, "train", identity=cfg.identity, emotions=cfg.emotions)
     if not len(frames):
-        raise EmoSplatError(f"{dataset_dir}: the train split has no tracked frames; add clips to the 'train' split")
+        which = "".join([f" of identity {cfg.identity!r}" if cfg.identity else "",
+                         f" labelled {', '.join(cfg.emotions)}" if cfg.emotions else ""])
+        raise EmoSplatError(f"{dataset_dir}: the train split has no tracked frames{which}; "
+                            f"add clips to the 'train' split or change the selection")
 
     # --- starting point ---------------------------------------------------------------------------------
     checkpoint = None
@@ -437,8 +447,9 @@ def train_stage1(
             "history": history,
         }
         if dataset.clip_ids("test"):
-            metrics["test"] = evaluate_frames(final, TrainingFrames(dataset, "test"), background, cfg.eval_frames,
-                                              backend_name, device)
+            test_frames = TrainingFrames(dataset, "test", identity=cfg.identity, emotions=cfg.emotions)
+            if len(test_frames):
+                metrics["test"] = evaluate_frames(final, test_frames, background, cfg.eval_frames, backend_name, device)
     final = final.to("cpu")
     final.training = {"stage": 1, "iterations": cfg.iterations, "seed": cfg.seed, "backend": backend_name,
                       "dataset": str(Path(dataset_dir).resolve()), "final_loss": last_loss,
@@ -454,13 +465,17 @@ def train_stage1(
 def evaluate_frames(
     avatar: GaussianAvatar, frames: TrainingFrames, background: Tensor, count: int, backend: str, device
 ) -> dict:
-    """Mean PSNR / SSIM / L1 over up to `count` evenly spaced frames, composited as in training."""
+    """Mean PSNR / SSIM / L1 over up to `count` evenly spaced frames, composited as in training.
+
+    With masks, `psnr_in_mask` is the PSNR over the subject's pixels only: the
+    full-frame figure (what papers report) gains from the exact background.
+    """
     from emo_backend.eval.metrics import psnr, ssim_per_image
 
     if not len(frames):
         return {"frames": 0}
     picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
-    p_list, s_list, l_list = [], [], []
+    p_list, s_list, l_list, m_list = [], [], [], []
     for k in picks:
         frame = frames.load(int(k), device)
         rgb, alpha, _, _ = render_frame(avatar, frame, frames.width, frames.height, backend)
@@ -469,5 +484,10 @@ def evaluate_frames(
         p_list.append(float(psnr(pred, target)))
         s_list.append(float(ssim_per_image(pred, target)))
         l_list.append(float((pred - target).abs().mean()))
-    return {"frames": int(len(picks)), "psnr": float(np.mean(p_list)), "ssim": float(np.mean(s_list)),
-            "l1": float(np.mean(l_list))}
+        if frame["mask"] is not None:
+            m_list.append(float(psnr(pred, target, frame["mask"])))
+    out = {"frames": int(len(picks)), "psnr": float(np.mean(p_list)), "ssim": float(np.mean(s_list)),
+           "l1": float(np.mean(l_list))}
+    if m_list:
+        out["psnr_in_mask"] = float(np.mean(m_list))
+    return out

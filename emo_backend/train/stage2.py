@@ -45,7 +45,9 @@ class Stage2Config:
     dim: int = 32
     num_layers: int = 2
     seed: int = 0
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # masked frames are composited over this (as stage 1)
+    identity: str | None = None                # only this identity's clips
+    emotions: tuple[str, ...] | None = None    # only clips with these labels
 
 
 class ClipContext:
@@ -70,6 +72,19 @@ class ClipContext:
             a2et, self.features, self.weights.expand(frames, -1), torch.full((frames,), self.intensity), blink, names
         )
         self.expression_neu, self.pose_neu, self.blink = motion.expression_neu, motion.pose_neu, blink
+
+
+def selected_clips(dataset, split: str, cfg: Stage2Config) -> list[str]:
+    """The split's clips with audio, of the configured identity and emotions."""
+    out = []
+    for clip_id in dataset.clip_ids(split):
+        info = dataset.clip(clip_id)
+        if info.audio is None or (cfg.identity and info.identity != cfg.identity):
+            continue
+        if cfg.emotions and info.emotion not in cfg.emotions:
+            continue
+        out.append(clip_id)
+    return out
 
 
 def _render(avatar, egd, ctx: ClipContext, index: int, cfg: Stage2Config, width: int, height: int, backend: str):
@@ -123,7 +138,7 @@ def train_stage2(
                             "stage 2 needs the avatar trained (stage 1) on the same head model")
     width, height = (int(x) for x in dataset.info.resolution)
     with torch.no_grad():
-        contexts = {c: ClipContext(dataset, c, a2et) for c in dataset.clip_ids("train") if dataset.clip(c).audio}
+        contexts = {c: ClipContext(dataset, c, a2et) for c in selected_clips(dataset, "train", cfg)}
     if not contexts:
         raise EmoSplatError(f"{dataset_dir}: no training clips with audio and tracking")
     refs = [(c, i) for c, ctx in contexts.items() for i in range(ctx.tracking.num_frames)]
@@ -168,9 +183,7 @@ def ablation(dataset, avatar, a2et, egd, cfg: Stage2Config, backend: str, max_fr
     width, height = (int(x) for x in dataset.info.resolution)
     background = torch.tensor(cfg.background)
     rows = []
-    for clip_id in dataset.clip_ids("test"):
-        if not dataset.clip(clip_id).audio:
-            continue
+    for clip_id in selected_clips(dataset, "test", cfg):
         ctx = ClipContext(dataset, clip_id, a2et)
         frames = ctx.tracking.num_frames
         for index in torch.linspace(0, frames - 1, min(frames, max_frames_per_clip)).round().long().tolist():
@@ -185,7 +198,8 @@ def ablation(dataset, avatar, a2et, egd, cfg: Stage2Config, backend: str, max_fr
 
     def summary(selected: list[dict]) -> dict:
         n = max(1, len(selected))
-        return {f"{m}_{s}": sum(r[f"{s}_{m}"] for r in selected) / n for s in ("stage1", "stage2") for m in ("psnr", "ssim")} | {"frames": len(selected)}
+        means = {f"{s}_{m}": sum(r[f"{s}_{m}"] for r in selected) / n for s in ("stage1", "stage2") for m in ("psnr", "ssim")}
+        return means | {"frames": len(selected)}
 
     return {
         "overall": summary(rows),

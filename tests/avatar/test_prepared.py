@@ -21,15 +21,18 @@ def frames(avatar, batch=3, seed=0):
 
 
 def assert_same(avatar, pose_stretch=True, seed=0):
+    """Both kernels of the fast path give evaluate's Gaussians, mesh and skin rotations."""
     expression, pose, translation = frames(avatar, seed=seed)
     ref, ref_posed = evaluate(avatar, expression, pose, translation, pose_stretch=pose_stretch)
     prepared = prepare_avatar(avatar)
-    fast, posed, rotation = evaluate_prepared(prepared, expression, pose, translation, pose_stretch=pose_stretch)
-    for name in FIELDS:
-        torch.testing.assert_close(getattr(fast, name), getattr(ref, name).detach(), atol=1e-5, rtol=1e-5,
-                                   msg=lambda m: f"{name}: {m}")
-    torch.testing.assert_close(posed.vertices, ref_posed.vertices, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(rotation, skin_rotations(avatar, posed), atol=1e-6, rtol=1e-5)
+    for kernel in ("torch", "numba"):
+        fast, posed, rotation = evaluate_prepared(prepared, expression, pose, translation,
+                                                  pose_stretch=pose_stretch, kernel=kernel)
+        for name in FIELDS:
+            torch.testing.assert_close(getattr(fast, name), getattr(ref, name).detach(), atol=1e-5, rtol=1e-5,
+                                       msg=lambda m: f"{kernel} {name}: {m}")
+        torch.testing.assert_close(posed.vertices, ref_posed.vertices, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(rotation, skin_rotations(avatar, posed), atol=1e-6, rtol=1e-5)
     return prepared
 
 
@@ -45,6 +48,13 @@ def test_delta_features_from_the_cached_corners(avatar):
 @pytest.mark.parametrize("pose_stretch", [True, False])
 def test_prepared_equals_evaluate(avatar, pose_stretch):
     assert_same(avatar, pose_stretch)
+
+
+def test_dense_deltas_take_the_dense_matmul(avatar):
+    g = torch.Generator().manual_seed(6)
+    dense = avatar.with_tensors(delta_means=torch.randn(avatar.delta_means.shape, generator=g) * 1e-3)
+    prepared = assert_same(dense)
+    assert prepared.deltas.layout == torch.strided
 
 
 def test_prepared_equals_evaluate_with_sparse_deltas_of_every_kind(avatar):
