@@ -3,10 +3,13 @@
     .venv/bin/emosplat synth --out DATA                       # the corpus (about 12 min at 256² on 2 cores)
     .venv/bin/python scripts/train_default_avatar.py --data DATA --work RUNS [--stage1-iterations N] [--install]
 
-GaussianEmoTalker's recipe: stage 1 (Gaussian blendshapes) on the actor's
-neutral clips, A2ET on all training clips (`emosplat train a2et`; the bundled
-one is in assets/models/a2et), stage 2 (EGD) on the emotional clips with stage
-1 and A2ET frozen. The starting avatar is the open head with identity A's shape
+Stage 1 (Gaussian blendshapes) on all of the actor's training clips, A2ET on
+all training clips (`emosplat train a2et`; the bundled one is in
+assets/models/a2et), stage 2 (EGD) on the same clips with stage 1 and A2ET
+frozen. GaussianEmoTalker fits stage 1 on neutral clips only; on this data
+that leaves the bases neutral speech never moves (AU6, AU12, brows) to drift
+under Adam, and a smile then tears the face apart, so stage 1 sees the
+emotional clips too (`--stage1-emotions neutral` restores the paper's split). The starting avatar is the open head with identity A's shape
 and appearance (the actor's head seed and identity coefficients). With
 --install the result replaces assets/avatars/default (stage 2 inside it).
 """
@@ -52,6 +55,7 @@ def main() -> int:
     parser.add_argument("--gaussians", type=int, default=36_000)
     parser.add_argument("--stage1-iterations", type=int, default=3000)
     parser.add_argument("--stage2-iterations", type=int, default=1500)
+    parser.add_argument("--stage1-emotions", default=None, help="comma-separated labels for stage 1 (default: all)")
     parser.add_argument("--skip-stage1", action="store_true", help="reuse WORK/stage1")
     parser.add_argument("--install", action="store_true", help="replace assets/avatars/default with the result")
     args = parser.parse_args()
@@ -64,8 +68,9 @@ def main() -> int:
         head = build_open_head(seed=seed)
         init = init_avatar_from_head(head, args.gaussians, identity=identity, seed=0)
         n = args.stage1_iterations
-        cfg = Stage1Config(iterations=n, backend="auto", identity=args.identity, emotions=("neutral",),
-                           position_lr_max_steps=n, densify_until=int(0.7 * n), screen_prune_from=n // 2,
+        emotions = tuple(args.stage1_emotions.split(",")) if args.stage1_emotions else None
+        cfg = Stage1Config(iterations=n, backend="auto", identity=args.identity, emotions=emotions,
+                           position_lr_max_steps=n, densify_until=int(0.7 * n), max_screen_radius=None,
                            checkpoint_every=max(100, n // 5), eval_frames=32)
         metrics = train_stage1(args.data, stage1_dir, config=cfg, init_avatar=init, resume=(stage1_dir / "checkpoints").exists())
         print("stage 1:", json.dumps({k: metrics[k] for k in ("train", "test") if k in metrics}))

@@ -17,8 +17,8 @@ def test_default_avatar_is_shipped_valid_and_small():
     manifest = read_manifest("default")
     assert manifest["head_model_id"].startswith("open-head")
     assert manifest["expr_names"] == list(ACTION_UNITS)
-    assert 30_000 <= manifest["counts"]["gaussians"] <= 40_000
-    assert bundle_size_bytes(DEFAULT) < 15e6
+    assert 30_000 <= manifest["counts"]["gaussians"] <= 60_000
+    assert bundle_size_bytes(DEFAULT) < 50e6  # trained deltas are dense: ~1.3M basis-Gaussian rows in float16
     avatar = load_avatar("default")
     for part in ("surface", "mouth_interior", "upper_teeth", "lower_teeth", "tongue", "eyeball"):
         assert (avatar.parts == PART_INDEX[part]).sum() > 200, part
@@ -32,9 +32,10 @@ def test_default_avatar_smiles_and_opens_its_jaw():
     pose = torch.zeros(2, 5, 3)
     g, posed = evaluate(avatar, smile, pose)
     assert torch.isfinite(g.means).all() and torch.isfinite(g.log_scales).all()
-    # Zero offsets at init: every Gaussian sits on the posed mesh.
+    # Bound Gaussians stay near their triangles: a trained smile moves them off the mesh by millimetres, not more.
     anchors = interpolate(posed.vertices, avatar.head.faces, avatar.face_ids, avatar.bary)
-    assert (g.means - anchors).abs().max() < 1e-5
+    off = (g.means - anchors).norm(dim=-1)
+    assert off.quantile(0.5) < 5e-3 and off.quantile(0.99) < 0.025 and off.max() < 0.06
     moved = (g.means[1] - g.means[0]).norm(dim=-1)
     assert moved.max() > 2e-3  # the lip corners move millimetres
     pose[1, 2, 0] = 0.3

@@ -96,6 +96,4 @@ def test_prepared_equals_evaluate_on_the_default_avatar():
         avatar = load_avatar("default")
     except InvalidFileError:
         pytest.skip("the default avatar is not installed")
-    prepared = assert_same(avatar)
-    # The default avatar's deltas are sparse: the CSR matrix holds far fewer entries than the dense deltas.
-    assert prepared.deltas._nnz() < 0.2 * avatar.delta_means.numel() * 3
+    assert_same(avatar)
