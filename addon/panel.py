@@ -80,6 +80,9 @@ class EMOSPLAT_PT_main(bpy.types.Panel):
             row.operator("emosplat.bake", text="Bake Frame", icon="RENDER_STILL").what = "FRAME"
             if state.status:
                 box.label(text=state.status, icon="ERROR" if state.status.startswith("error") else "INFO")
+        if scene.view_settings.view_transform != "Standard":
+            # The avatar's frames are display colours; AgX/Filmic would tone-map them a second time.
+            box.label(text="Set View Transform to Standard for true avatar colours", icon="ERROR")
         layout.operator("emosplat.export_video", icon="FILE_MOVIE")
 
 

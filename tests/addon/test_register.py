@@ -136,6 +136,21 @@ def test_panel_draws_with_and_without_an_avatar(blender, clean_scene, addon):
             assert {"weight_happy", "intensity", "emotion", "key_intensity", "valence", "prompt"} <= props
 
 
+def test_panel_warns_when_the_view_transform_would_tone_map_the_avatar(blender, clean_scene, addon):
+    bpy = blender
+    panel_cls = addon.panel.EMOSPLAT_PT_main
+
+    def labels() -> list[str]:
+        log = []
+        panel_cls.draw(type("P", (), {"layout": _Recorder(log)})(), bpy.context)
+        return [kwargs.get("text", "") for name, _, kwargs in log if name == "label"]
+
+    clean_scene.view_settings.view_transform = "AgX"
+    assert any("View Transform" in text for text in labels())
+    clean_scene.view_settings.view_transform = "Standard"
+    assert not any("View Transform" in text for text in labels())
+
+
 def test_preferences_default_to_the_checkout_venv_and_the_extension_user_folder(blender, addon):
     bpy = blender
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
