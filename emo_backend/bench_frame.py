@@ -280,16 +280,6 @@ def run_frame(args) -> int:
     sizes = tuple(getattr(args, "sizes", None) or (256, 512))
     if any(s < 16 for s in sizes):
         raise EmoSplatError("--sizes must be at least 16 pixels")
-    threads = getattr(args, "threads", None)
-    if threads is not None:
-        import numba
-
-        if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-            raise EmoSplatError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {threads}")
-        import torch
-
-        numba.set_num_threads(threads)
-        torch.set_num_threads(threads)
     bench_frame(getattr(args, "avatar", None), sizes, frames, runs, getattr(args, "device", None),
                 None, getattr(args, "audio", None), chunk, not getattr(args, "no_stage2", False),
                 getattr(args, "reference", False))

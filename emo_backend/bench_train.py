@@ -55,15 +55,6 @@ def run_train(args) -> int:
     if bad:
         raise EmoSplatError(f"bench train: {', '.join(bad)} cannot train (no gradients); "
                             f"choose from {', '.join(TRAIN_BACKENDS)}")
-    threads = getattr(args, "threads", None)
-    if threads is not None:
-        import numba
-        import torch
-
-        if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-            raise EmoSplatError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {threads}")
-        numba.set_num_threads(threads)
-        torch.set_num_threads(threads)
     with_avatar = not getattr(args, "no_avatar", False)
     bench_train(backends, counts, sizes, iterations, warmup, getattr(args, "avatar", None), with_avatar)
     return 0

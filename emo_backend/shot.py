@@ -708,10 +708,15 @@ def spec_from_options(
     return parse_shot_spec(data)
 
 
-def write_video(spec: ShotSpec, path: str | os.PathLike, background=(0.16, 0.17, 0.19)) -> Path:
-    """The shot's frames over a flat background, with its audio, as an H.264/AAC MP4 (atomically)."""
+def write_video(spec: ShotSpec, path: str | os.PathLike, background=None) -> Path:
+    """The shot's frames over a flat background (the preview's grey by default), with its audio, as an
+    H.264/AAC MP4 (atomically)."""
     from emo_backend.files.images import read_png
     from emo_backend.files.video import mp4_writer
+    from emo_backend.preview_render import BACKGROUND
+
+    if background is None:
+        background = BACKGROUND
 
     audio, rate = None, 16000
     if spec.audio is not None:

@@ -192,21 +192,26 @@ def evaluate(
     blended = blend(avatar, expression)
     gaussians = skin_gaussians(blended, avatar.skin_weights, posed.transforms, anchors_rest, anchors_posed)
     if pose_stretch:
-        # Only triangles whose corners follow different joints (or carry pose correctives) can stretch;
-        # rigid parts (teeth, eyeballs) never do.
-        if head.posedirs is None:
-            corner_weights = head.lbs_weights[head.faces]  # [F, 3, J]
-            deforms = (corner_weights - corner_weights[:, :1]).abs().amax((1, 2)) > 1e-6
-            stretchable = deforms[avatar.face_ids]
-        else:
-            stretchable = torch.ones_like(avatar.face_ids, dtype=torch.bool)
-        stretchable &= ~torch.isin(avatar.parts, torch.tensor(RIGID_PART_IDS, device=avatar.parts.device))
-        moving = torch.nonzero(stretchable)[:, 0]
+        moving = stretchable_gaussians(avatar)
         stretch = pose_log_stretch(posed.v_shaped, posed.vertices, head.faces, avatar.face_ids[moving],
                                    blended.quats[:, moving])
         log_scales = gaussians.log_scales.index_add(1, moving, stretch)
         gaussians = replace(gaussians, log_scales=log_scales)
     return gaussians, posed
+
+
+def stretchable_gaussians(avatar: GaussianAvatar) -> Tensor:
+    """Ids [M] of the Gaussians posing can stretch: only triangles whose corners follow different joints (or
+    carry pose correctives) deform under skinning; rigid parts (teeth, eyeballs) never do."""
+    head = avatar.head
+    if head.posedirs is None:
+        corner_weights = head.lbs_weights[head.faces]  # [F, 3, J]
+        deforms = (corner_weights - corner_weights[:, :1]).abs().amax((1, 2)) > 1e-6
+        stretchable = deforms[avatar.face_ids]
+    else:
+        stretchable = torch.ones_like(avatar.face_ids, dtype=torch.bool)
+    stretchable &= ~torch.isin(avatar.parts, torch.tensor(RIGID_PART_IDS, device=avatar.parts.device))
+    return torch.nonzero(stretchable)[:, 0]
 
 
 def pose_log_stretch(

@@ -32,12 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from emo_backend.avatar.blendshapes import (
-    RIGID_PART_IDS,
-    GaussianAvatar,
-    neutral_means,
-    pose_log_stretch,
-)
+from emo_backend.avatar.blendshapes import GaussianAvatar, neutral_means, pose_log_stretch, stretchable_gaussians
 from emo_backend.avatar.gaussians import Gaussians
 from emo_backend.avatar.rotations import axis_angle_to_quat, matrix_to_quat, quat_multiply, unit
 from emo_backend.head.lbs import PosedHead, lbs
@@ -99,15 +94,7 @@ def prepare_avatar(avatar: GaussianAvatar) -> PreparedAvatar:
     else:
         rotated = torch.zeros(0, dtype=torch.long, device=avatar.face_ids.device)
 
-    # Same selection as `evaluate`'s pose stretch.
-    if head.posedirs is None:
-        corner_weights = head.lbs_weights[head.faces]  # [F, 3, J]
-        deforms = (corner_weights - corner_weights[:, :1]).abs().amax((1, 2)) > 1e-6
-        stretchable = deforms[avatar.face_ids]
-    else:
-        stretchable = torch.ones_like(avatar.face_ids, dtype=torch.bool)
-    stretchable &= ~torch.isin(avatar.parts, torch.tensor(RIGID_PART_IDS, device=avatar.parts.device))
-    stretch_ids = torch.nonzero(stretchable)[:, 0]
+    stretch_ids = stretchable_gaussians(avatar)  # the same selection as `evaluate`'s pose stretch
     faces_used, local = torch.unique(avatar.face_ids[stretch_ids], return_inverse=True)
 
     corner_ids = head.faces[avatar.face_ids].contiguous()

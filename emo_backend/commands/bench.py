@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "threads", None) is not None:
+        # render times the numba splatter alone; frame and train also run torch, so it gets the same count.
+        set_thread_count(args.threads, torch_too=args.what != "render")
     if args.what == "frame":
         from emo_backend.bench_frame import run_frame
 
@@ -68,14 +71,21 @@ def run(args: argparse.Namespace) -> int:
         raise EmoSplatError(f"--repeats must be at least 1, got {args.repeats}")
     if any(n < 1 for n in args.counts) or any(s < 16 for s in args.sizes):
         raise EmoSplatError("--counts must be positive and --sizes at least 16 pixels")
-    if args.threads is not None:
-        import numba
-
-        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
-            raise EmoSplatError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {args.threads}")
-        numba.set_num_threads(args.threads)
     bench_render(args.backends, args.repeats, args.counts, args.sizes, args.avatar, not args.no_avatar)
     return 0
+
+
+def set_thread_count(threads: int, torch_too: bool) -> None:
+    """--threads for every bench: numba's (and torch's) thread count, checked against what numba allows."""
+    import numba
+
+    if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+        raise EmoSplatError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {threads}")
+    numba.set_num_threads(threads)
+    if torch_too:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _median_ms(render: Callable[[], object], repeats: int) -> float:

@@ -34,16 +34,12 @@ from emo_backend.head.expressions import AU_INDEX
 from emo_backend.head.open_head.anatomy import ANATOMY as A
 from emo_backend.head.open_head.anatomy import brow_line
 from emo_backend.head.open_head.appearance import lip_mask, value_noise
+from emo_backend.head.open_head.fields import smoothstep as _smoothstep
 
 GROOVE = (-0.55, -0.62, -0.65)  # crease tint: darker, slightly warm
 FLUSH = (0.02, -0.16, -0.14)    # blood: less green and blue
 PALLOR = (-0.05, 0.02, 0.05)    # fear: less red
 BLANCH = (0.10, 0.22, 0.20)     # pressed lips lose their red (towards skin colour)
-
-
-def _smoothstep(e0, e1, x):
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def _lines(d: np.ndarray, width: float, ridge_offset: float) -> np.ndarray:

@@ -17,25 +17,9 @@ from emo_backend.head.expressions import ACTION_UNITS
 from emo_backend.head.open_head.anatomy import ANATOMY as A
 from emo_backend.head.open_head.assemble import Assembly
 from emo_backend.head.open_head.features import eye_centre
+from emo_backend.head.open_head.fields import smoothstep as _smoothstep, gauss as _gauss, fold_x as _fold_x
 
 MOUTH_LINING_FOLLOW = (1.0, 0.7, 0.3, 0.1, 0.0, 0.0)  # per cavity ring (inner lips first) and the tip
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
-def _gauss(p: np.ndarray, centre, radii) -> np.ndarray:
-    q = (p - np.asarray(centre)) / np.asarray(radii)
-    return np.exp(-(q * q).sum(-1))
-
-
-def _fold_x(p: np.ndarray) -> np.ndarray:
-    """Mirror to +X so symmetric patches are written once."""
-    q = p.copy()
-    q[:, 0] = np.abs(q[:, 0])
-    return q
 
 
 class _Ctx:

@@ -19,6 +19,7 @@ from emo_backend.head.model import HeadModel
 from emo_backend.head.open_head.anatomy import ANATOMY as A
 from emo_backend.head.open_head.anatomy import brow_line, lower_lip_border, upper_lip_border
 from emo_backend.head.open_head.geometry import lid_opening
+from emo_backend.head.open_head.fields import smoothstep as _smoothstep
 
 # The disjoint parts every face belongs to (also regions of the model), in material-id order.
 PARTS: tuple[str, ...] = ("skin", "ears", "eye_sockets", "mouth_cavity", "left_eyeball", "right_eyeball",
@@ -37,11 +38,6 @@ TEETH = np.array([0.93, 0.90, 0.80])
 TONGUE = np.array([0.78, 0.40, 0.40])
 MOUTH = np.array([0.42, 0.14, 0.14])
 IRIS_COLOURS = np.array([[0.36, 0.24, 0.13], [0.30, 0.42, 0.52], [0.33, 0.38, 0.22], [0.25, 0.16, 0.09]])
-
-
-def _smoothstep(e0, e1, x):
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def _hash3(i: np.ndarray, seed: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from emo_backend.head.open_head.anatomy import ANATOMY as A
 from emo_backend.head.open_head.raycast import cast_last_exit
 from emo_backend.head.open_head.sdf import head_sdf
+from emo_backend.head.open_head.fields import smoothstep as _smoothstep
 
 NUM_COLUMNS = 88   # around the head; even, so column NUM_COLUMNS // 2 is the midline of the face
 NUM_RINGS = 62     # from the crown to the neck
@@ -78,11 +79,6 @@ def _dirs(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
 def _cast(dirs: np.ndarray, t_lo=0.0, t_hi=0.32) -> np.ndarray:
     t = cast_last_exit(head_sdf, np.broadcast_to(CAST_ORIGIN, dirs.shape).copy(), dirs, t_lo, t_hi)
     return CAST_ORIGIN + dirs * t[:, None], t
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def _retarget_y(points: np.ndarray, t: np.ndarray, y_target: np.ndarray, iters: int = 5) -> np.ndarray:

@@ -14,27 +14,12 @@ from torch import Tensor
 
 from emo_backend.head.open_head.anatomy import ANATOMY as A
 from emo_backend.head.open_head.assemble import Assembly
+from emo_backend.head.open_head.fields import smoothstep as _smoothstep, gauss as _gauss, fold_x as _fold
 
 IDENTITY_NAMES: tuple[str, ...] = (
     "head_width", "face_length", "nose_size", "nose_projection", "jaw_width",
     "eye_spacing", "lip_fullness", "chin_projection", "cheekbones", "brow_ridge",
 )
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
-def _gauss(p: np.ndarray, centre, radii) -> np.ndarray:
-    q = (p - np.asarray(centre)) / np.asarray(radii)
-    return np.exp(-(q * q).sum(-1))
-
-
-def _fold(p: np.ndarray) -> np.ndarray:
-    q = p.copy()
-    q[:, 0] = np.abs(q[:, 0])
-    return q
 
 
 def identity_field(p: np.ndarray, name: str) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from emo_backend.head.open_head.anatomy import ANATOMY as A
 from emo_backend.head.open_head.assemble import Assembly
 from emo_backend.head.open_head.features import eye_centre
+from emo_backend.head.open_head.fields import smoothstep as _smoothstep
 
 PARENTS = np.array([-1, 0, 1, 1, 1], dtype=np.int64)
 
@@ -26,11 +27,6 @@ def rest_joints() -> np.ndarray:
         eye_centre("left"),
         eye_centre("right"),
     ])
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def exact_average(points: np.ndarray, target: np.ndarray) -> np.ndarray:
