@@ -88,9 +88,10 @@ def _networks(avatar, avatar_path: Path, audio_dim: int, device, with_stage2: bo
             egd = load_egd(folder)[0]
             notes.append(f"EGD: trained weights from {folder}")
         else:
-            egd = EGD(EGDConfig(audio_dim=audio_dim, dim=32, num_layers=2)).eval()
+            egd = EGD(EGDConfig(audio_dim=audio_dim)).eval()
             notes.append("EGD: the avatar has no stage 2 (<bundle>/stage2); timing a freshly initialised "
-                         "EGDConfig(dim=32, num_layers=2) (cost does not depend on the weights)")
+                         f"EGDConfig(dim={EGDConfig.dim}, num_layers={EGDConfig.num_layers}) "
+                         "(cost does not depend on the weights)")
         egd = egd.to(device)
     else:
         notes.append("EGD: skipped (--no-stage2)")

@@ -55,6 +55,8 @@ def main() -> int:
     parser.add_argument("--gaussians", type=int, default=36_000)
     parser.add_argument("--stage1-iterations", type=int, default=3000)
     parser.add_argument("--stage2-iterations", type=int, default=1500)
+    parser.add_argument("--egd-dim", type=int, default=Stage2Config.dim, help="EGD width (token and query size)")
+    parser.add_argument("--egd-layers", type=int, default=Stage2Config.num_layers, help="EGD cross-attention layers")
     parser.add_argument("--stage1-emotions", default=None, help="comma-separated labels for stage 1 (default: all)")
     parser.add_argument("--skip-stage1", action="store_true", help="reuse WORK/stage1")
     parser.add_argument("--install", action="store_true", help="replace assets/avatars/default with the result")
@@ -77,7 +79,8 @@ def main() -> int:
     avatar = load_avatar(stage1_dir / "avatar")
     a2et, _ = load_a2et(find_default_a2et())
     emotional = tuple(e for e in ("angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised"))
-    cfg2 = Stage2Config(iterations=args.stage2_iterations, identity=args.identity, emotions=emotional + ("neutral",))
+    cfg2 = Stage2Config(iterations=args.stage2_iterations, identity=args.identity, emotions=emotional + ("neutral",),
+                        dim=args.egd_dim, num_layers=args.egd_layers)
     report = train_stage2(args.data, avatar, a2et, args.work / "stage2", cfg2, backend="numba")
     print("stage 2 ablation:", json.dumps(report["overall"]))
     print(f"total {time.time() - started:.0f} s")

@@ -259,6 +259,7 @@ def _evaluate_numba(prepared: PreparedAvatar, expression: Tensor, posed: PosedHe
     from emo_backend.avatar.binding import deformation_gradients
     from emo_backend.avatar.blendshapes import MAX_LOG_STRETCH
     from emo_backend.avatar.prepared_cpu import skin_kernel
+    from emo_backend.parallel import PARALLEL_LOCK
 
     avatar = prepared.avatar
     b, n = expression.shape[0], avatar.num_gaussians
@@ -286,13 +287,14 @@ def _evaluate_numba(prepared: PreparedAvatar, expression: Tensor, posed: PosedHe
     def arr(t: Tensor):
         return t.detach().to(f32).contiguous().numpy()
 
-    skin_kernel(
-        arr(mixed), at["delta_means"], at["delta_rotations"], at["delta_log_scales"], arr(prepared.neutral_means),
-        arr(avatar.quats), arr(avatar.log_scales), prepared.corner_ids.to(torch.int64).contiguous().numpy(),
-        arr(avatar.bary), arr(posed.v_shaped), arr(posed.vertices), arr(avatar.skin_weights),
-        arr(transforms[..., :3, :]), arr(joint_quats * sign), slot.contiguous().numpy(), arr(grads),
-        float(MAX_LOG_STRETCH), means.numpy(), quats.numpy(), log_scales.numpy(), rotation.numpy(),
-    )
+    with PARALLEL_LOCK:
+        skin_kernel(
+            arr(mixed), at["delta_means"], at["delta_rotations"], at["delta_log_scales"], arr(prepared.neutral_means),
+            arr(avatar.quats), arr(avatar.log_scales), prepared.corner_ids.to(torch.int64).contiguous().numpy(),
+            arr(avatar.bary), arr(posed.v_shaped), arr(posed.vertices), arr(avatar.skin_weights),
+            arr(transforms[..., :3, :]), arr(joint_quats * sign), slot.contiguous().numpy(), arr(grads),
+            float(MAX_LOG_STRETCH), means.numpy(), quats.numpy(), log_scales.numpy(), rotation.numpy(),
+        )
 
     def mix(base: Tensor, name: str) -> Tensor:
         return base.expand(b, *base.shape) if name not in s else base + mixed[..., s[name]]

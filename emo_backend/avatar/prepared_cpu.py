@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+import emo_backend.parallel  # noqa: F401  (numba's threading layer, before the first parallel kernel)
+
 
 @njit(parallel=True, cache=True)
 def skin_kernel(

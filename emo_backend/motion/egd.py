@@ -38,7 +38,7 @@ from emo_backend.motion.encodings import EmotionEncoder, sinusoidal
 @dataclass(frozen=True)
 class EGDConfig:
     audio_dim: int
-    dim: int = 32
+    dim: int = 16
     num_layers: int = 2
     num_heads: int = 2
     position_freqs: int = 4

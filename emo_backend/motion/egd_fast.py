@@ -2,8 +2,11 @@
 
 EGD runs a small network on every Gaussian of every frame (~36k × 75 inputs),
 so in eager torch its cost is memory traffic and op count, not arithmetic.
-`prepare_egd` folds what is constant into the weights once, and
-`egd_residual` walks the Gaussians in tiles that stay in the CPU cache:
+`prepare_egd` folds what is constant into the weights once, `fold_frames`
+folds each frame's tokens, and `egd_residual` evaluates the folded network:
+on the CPU with the numba kernel of `motion.egd_cpu` (one fused pass per
+block of Gaussians), elsewhere in torch, in tiles that stay in the cache.
+The folds:
 
 * the query MLP's first layer is split by input: the position-encoding part
   is constant per Gaussian (precomputed [N, 2d] with the bias), blink and
@@ -15,8 +18,9 @@ so in eager torch its cost is memory traffic and op count, not arithmetic.
   q/proj linears and the attention kernel;
 * layer-norm affines are folded into the linear layer that follows them, and
   the normalisation itself is applied to the matmul's output (n(x) W = r·(x−μ)W);
-* the softmax over the few tokens skips its per-row max when a fixed per-head
-  shift provably keeps exp() in range (torch's softmax is slow for rows of ~12).
+* (torch path) the softmax over the few tokens skips its per-row max when a
+  fixed per-head shift provably keeps exp() in range (torch's softmax is slow
+  for rows of ~12); the numba kernel takes each row's max, which is cheap there.
 
 Every fold is exact algebra; results equal `EGD.forward` up to float rounding
 (tests pin them). Inference only (no gradients); any device.
@@ -133,6 +137,59 @@ def _ln_folded(norm: torch.nn.LayerNorm, linear: torch.nn.Linear) -> tuple[Tenso
     return w.T.contiguous(), b
 
 
+@dataclass(frozen=True)
+class FoldedFrames:
+    """EGD folded for a batch of frames: everything but the per-Gaussian evaluation."""
+
+    frame_term: Tensor             # [B, 2d] blink and camera part of the query's first layer
+    w_second: Tensor               # [2d, d] the query's second layer (x @ it + b_second)
+    b_second: Tensor               # [d]
+    attention: list[list[_Attention]]  # [B][layers] each frame's folded attention
+    ff: list[tuple[Tensor, Tensor, Tensor, Tensor]]  # per layer (W1 [d, F], b1, W2 [F, d], b2), LN folded into W1
+    head_w: Tensor                 # [d, O] LN folded
+    head_b: Tensor                 # [O]
+    eps: float                     # every layer norm's epsilon
+
+
+@torch.no_grad()
+def fold_frames(
+    prepared: PreparedEGD,
+    blink: Tensor,                 # [B]
+    audio_window: Tensor,          # [B, T, Da]
+    weights: Tensor,               # [B, 8]
+    intensity: Tensor,             # [B]
+    camera: Tensor | None = None,  # [B] int camera index
+) -> FoldedFrames:
+    """Fold `prepared.egd` with each frame's tokens (see the module's docstring)."""
+    egd = prepared.egd
+    cfg = egd.cfg
+    b = blink.shape[0]
+    if camera is None:
+        camera = torch.zeros(b, dtype=torch.long, device=blink.device)
+    first, second = egd.query[0], egd.query[2]
+    w_first = first.weight
+    n_pos = 3 * 2 * cfg.position_freqs
+    n_blink = 1 + 2 * cfg.blink_freqs
+    blink_code = torch.cat([blink[:, None], sinusoidal(blink[:, None], cfg.blink_freqs)], -1)  # [B, 1 + 2L]
+    frame_term = (blink_code @ w_first[:, 12 + n_pos:12 + n_pos + n_blink].T
+                  + egd.camera(camera) @ w_first[:, 12 + n_pos + n_blink:].T)  # [B, 2d]
+
+    t = audio_window.shape[1]
+    audio_tokens = egd.audio(audio_window) + egd.audio_time[:t]
+    emotion_token, intensity_token = egd.emotion(weights, intensity)
+    tokens = torch.cat([audio_tokens, emotion_token[:, None], intensity_token[:, None], egd.null.expand(b, -1, -1)], 1)
+    ff = [(*_ln_folded(blk.norm_ff, blk.ff[0]), blk.ff[2].weight.T.contiguous(), blk.ff[2].bias) for blk in egd.blocks]
+    head_w, head_b = _ln_folded(egd.norm, egd.head)
+    attention = [[_block_attention(blk, tokens[f]) for blk in egd.blocks] for f in range(b)]
+    return FoldedFrames(frame_term, second.weight.T.contiguous(), second.bias, attention, ff, head_w, head_b,
+                        egd.norm.eps)  # every norm of EGD is built alike
+
+
+def _residual(out: Tensor) -> Residual:
+    """Split the heads' output [B, N, 14] into the residual's parts."""
+    return Residual(out[..., :4], out[..., 4:7], out[..., 7:10], out[..., 10], out[..., 11:14] * 1e-3)
+
+
 @torch.no_grad()
 def egd_residual(
     prepared: PreparedEGD,
@@ -142,47 +199,33 @@ def egd_residual(
     weights: Tensor,               # [B, 8]
     intensity: Tensor,             # [B]
     camera: Tensor | None = None,  # [B] int camera index
-    tile: int | None = None,       # Gaussians per tile (default: all on CUDA, CPU_TILE on the CPU)
+    tile: int | None = None,       # Gaussians per tile of the torch path (default: all on CUDA, CPU_TILE on the CPU)
+    kernel: str = "auto",          # "numba" (CPU only), "torch", or "auto": numba on the CPU, torch elsewhere
 ) -> Residual:
     """`prepared.egd(delta_features, canonical_means, ...)` for inference; same result."""
-    egd = prepared.egd
-    cfg = egd.cfg
-    b, n = delta_features.shape[:2]
-    d = cfg.dim
+    folded = fold_frames(prepared, blink, audio_window, weights, intensity, camera)
     device = delta_features.device
-    if camera is None:
-        camera = torch.zeros(b, dtype=torch.long, device=device)
+    if kernel == "auto":
+        kernel = "numba" if device.type == "cpu" and delta_features.dtype == torch.float32 else "torch"
+    if kernel == "numba":
+        from emo_backend.motion.egd_cpu import egd_residual_cpu
+
+        return _residual(egd_residual_cpu(prepared, folded, delta_features))
+    if kernel != "torch":
+        raise ValueError(f"unknown EGD kernel {kernel!r}: use 'auto', 'numba' or 'torch'")
+    b, n = delta_features.shape[:2]
     tile = tile or (n if device.type == "cuda" else CPU_TILE)
-
-    first, second = egd.query[0], egd.query[2]
-    w_first = first.weight
-    n_pos = 3 * 2 * cfg.position_freqs
-    n_blink = 1 + 2 * cfg.blink_freqs
-    blink_code = torch.cat([blink[:, None], sinusoidal(blink[:, None], cfg.blink_freqs)], -1)  # [B, 1 + 2L]
-    frame_term = (blink_code @ w_first[:, 12 + n_pos:12 + n_pos + n_blink].T
-                  + egd.camera(camera) @ w_first[:, 12 + n_pos + n_blink:].T)  # [B, 2d]
-    w_second = second.weight.T.contiguous()
-
-    t = audio_window.shape[1]
-    audio_tokens = egd.audio(audio_window) + egd.audio_time[:t]
-    emotion_token, intensity_token = egd.emotion(weights, intensity)
-    tokens = torch.cat([audio_tokens, emotion_token[:, None], intensity_token[:, None], egd.null.expand(b, -1, -1)], 1)
-    ff = [(_ln_folded(blk.norm_ff, blk.ff[0]), blk.ff[2].weight.T.contiguous(), blk.ff[2].bias) for blk in egd.blocks]
-    head_w, head_b = _ln_folded(egd.norm, egd.head)
-    eps = egd.norm.eps  # every norm of EGD is built alike
-
-    out = torch.empty(b, n, head_b.shape[0], dtype=delta_features.dtype, device=device)
+    out = torch.empty(b, n, folded.head_b.shape[0], dtype=delta_features.dtype, device=device)
     for f in range(b):
-        attention = [_block_attention(blk, tokens[f]) for blk in egd.blocks]
         for lo in range(0, n, tile):
             hi = min(n, lo + tile)
             x = torch.addmm(prepared.position_term[lo:hi], delta_features[f, lo:hi], prepared.delta_weight)
-            x += frame_term[f]
-            x = torch.addmm(second.bias, F.gelu(x), w_second)  # [tile, d]
-            for att, ((w1, b1), w2, b2) in zip(attention, ff):
-                x = x + _attend(att, *_normalise(x, eps))
-                xc, r = _normalise(x, eps)
+            x += folded.frame_term[f]
+            x = torch.addmm(folded.b_second, F.gelu(x), folded.w_second)  # [tile, d]
+            for att, (w1, b1, w2, b2) in zip(folded.attention[f], folded.ff):
+                x = x + _attend(att, *_normalise(x, folded.eps))
+                xc, r = _normalise(x, folded.eps)
                 x = x + torch.addmm(b2, F.gelu(torch.addcmul(b1, xc @ w1, r)), w2)
-            xc, r = _normalise(x, eps)
-            torch.addcmul(head_b, xc @ head_w, r, out=out[f, lo:hi])
-    return Residual(out[..., :4], out[..., 4:7], out[..., 7:10], out[..., 10], out[..., 11:14] * 1e-3)
+            xc, r = _normalise(x, folded.eps)
+            torch.addcmul(folded.head_b, xc @ folded.head_w, r, out=out[f, lo:hi])
+    return _residual(out)

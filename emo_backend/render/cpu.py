@@ -16,28 +16,19 @@ cost is paid once per machine.
 from __future__ import annotations
 
 import math
-import os
-import threading
 from typing import NamedTuple
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from emo_backend.parallel import PARALLEL_LOCK, numba_threads, threading_layer  # noqa: F401  (re-exported)
 from emo_backend.render.constants import (
     ALPHA_THRESHOLD, EPS2D, FAR_PLANE, FIXED_EXTENT, FOV_CLAMP_MARGIN, MAX_ALPHA, NEAR_PLANE, TILE_SIZE,
     TRANSMITTANCE_STOP,
 )
 
 
-# numba's default "omp" layer binds to torch's libgomp, whose threads spin-wait: with Blender or
-# anything else on the same cores, every parallel region then stalls for tens of ms (measured:
-# 20k Gaussians at 256^2 went from ~20 ms to ~150 ms on a loaded 2-core machine). The "workqueue"
-# layer sleeps instead. It must not be entered from two threads at once: take PARALLEL_LOCK.
-# A user's NUMBA_THREADING_LAYER wins; a layer already started by other code stays.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-PARALLEL_LOCK = threading.RLock()
 
 # One record per Gaussian, one 64-byte cache line: what the rasterizer reads.
 P_X, P_Y, P_A, P_B, P_C, P_OPACITY, P_POWER_CUT, P_RX, P_RY, P_R, P_G, P_BLUE, P_Z = range(13)
@@ -477,15 +468,3 @@ def _render_locked(means, quats, scales, opacities, colors, viewmat, K, width, h
                depth, last, trans)
     return CpuRenderState(records, depths, radii, order, offsets, ids, tiles_x, tiles_y, rgb, alpha, depth, last,
                           trans)
-
-
-def numba_threads() -> int:
-    return numba.get_num_threads()
-
-
-def threading_layer() -> str:
-    """The numba threading layer in use (after the first parallel call), e.g. "workqueue"."""
-    try:
-        return numba.threading_layer()
-    except ValueError:  # not started yet
-        return str(numba.config.THREADING_LAYER)

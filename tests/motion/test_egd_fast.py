@@ -1,4 +1,5 @@
-"""The EGD inference path (`motion.egd_fast`) gives `EGD.forward`'s residual, and shots' pipeline its frames."""
+"""The EGD inference paths (`motion.egd_fast`: torch tiles, and the numba kernel of `motion.egd_cpu`) give
+`EGD.forward`'s residual, and shots' pipeline its frames."""
 
 import pytest
 import torch
@@ -29,18 +30,72 @@ def inputs(batch=2, n=300, seed=1):
     )
 
 
-@pytest.mark.parametrize("tile", [None, 64, 1000])
-def test_fast_residual_equals_forward(tile):
+@pytest.mark.parametrize("kernel, tile, n", [("torch", None, 300), ("torch", 64, 300), ("torch", 1000, 300),
+                                             ("numba", None, 300), ("numba", None, 700), ("numba", None, 1)])
+def test_fast_residual_equals_forward(kernel, tile, n):
     model = trained_like()
-    x = inputs()
-    canonical = torch.randn(x["delta_features"].shape[1], 3, generator=torch.Generator().manual_seed(5)) * 0.1
+    x = inputs(n=n)
+    canonical = torch.randn(n, 3, generator=torch.Generator().manual_seed(5)) * 0.1
     with torch.no_grad():
         ref = model(x["delta_features"], canonical, x["blink"], x["audio_window"], x["weights"], x["intensity"],
                     x["camera"])
-    fast = egd_residual(prepare_egd(model, canonical), **x, tile=tile)
+    fast = egd_residual(prepare_egd(model, canonical), **x, tile=tile, kernel=kernel)
     for a, b in zip(fast, ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
         assert b.abs().max() > 1e-2 or b is ref.position  # the comparison is not between zeros
+
+
+def test_auto_kernel_is_numba_on_the_cpu(monkeypatch):
+    from emo_backend.motion import egd_cpu
+
+    calls = []
+    real = egd_cpu.egd_residual_cpu
+    monkeypatch.setattr(egd_cpu, "egd_residual_cpu", lambda *a: calls.append(1) or real(*a))
+    model = trained_like()
+    x = inputs(n=50)
+    egd_residual(prepare_egd(model, torch.zeros(50, 3)), **x)
+    assert calls == [1]
+    with pytest.raises(ValueError, match="kernel"):
+        egd_residual(prepare_egd(model, torch.zeros(50, 3)), **x, kernel="fortran")
+
+
+def test_cpu_kernel_gelu_and_exp_match_torch_to_float32_accuracy():
+    import numpy as np
+    from numba import njit
+
+    from emo_backend.motion.egd_cpu import _exp_nonpositive, _gelu
+
+    @njit
+    def apply(fn_id, values):
+        out = np.empty_like(values)
+        for i in range(values.shape[0]):
+            out[i] = _gelu(values[i]) if fn_id == 0 else _exp_nonpositive(values[i])
+        return out
+
+    x = np.linspace(-30.0, 30.0, 200_001).astype(np.float32)
+    exact_gelu = torch.nn.functional.gelu(torch.from_numpy(x).double()).numpy()
+    assert np.abs(apply(0, x) - exact_gelu).max() < 2e-6  # torch's own float32 GELU is 1.1e-6 off here
+    neg = np.concatenate([np.linspace(-100.0, 0.0, 100_001), [-87.5, -1e-30, 0.0]]).astype(np.float32)
+    exact_exp = np.exp(neg.astype(np.float64))
+    got = apply(1, neg)
+    assert np.all(np.abs(got - exact_exp) <= 2e-7 * exact_exp + 1e-37)
+    assert got[-1] == 1.0
+
+
+def test_cpu_kernel_softmax_survives_huge_scores():
+    """The kernel subtracts each row's max: scores far outside exp()'s range still give the forward's result."""
+    model = trained_like(scale=3.0)
+    x = inputs(n=200)
+    x["audio_window"] = x["audio_window"] * 50
+    canonical = torch.randn(200, 3) * 0.1
+    with torch.no_grad():
+        ref = model(x["delta_features"], canonical, x["blink"], x["audio_window"], x["weights"], x["intensity"],
+                    x["camera"])
+    fast = egd_residual(prepare_egd(model, canonical), **x, kernel="numba")
+    scale = max(b.abs().max().item() for b in ref)  # ~100 here: the forward's own float32 rounding is ~1e-3
+    for a, b in zip(fast, ref):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, atol=1e-4 * scale, rtol=1e-4)
 
 
 def test_wide_attention_scores_fall_back_to_the_row_max_and_stay_exact(monkeypatch):
@@ -59,7 +114,7 @@ def test_wide_attention_scores_fall_back_to_the_row_max_and_stay_exact(monkeypat
     with torch.no_grad():
         ref = model(x["delta_features"], canonical, x["blink"], x["audio_window"], x["weights"], x["intensity"],
                     x["camera"])
-    fast = egd_residual(prepare_egd(model, canonical), **x)
+    fast = egd_residual(prepare_egd(model, canonical), **x, kernel="torch")
     for a, b in zip(fast, ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
