@@ -202,9 +202,12 @@ def egd_kernel(
                 out[b, lo + i, j] = res[i, j] * ri + head_b[j]
 
 
-def egd_residual_cpu(prepared, folded, delta_features):
-    """The heads' output [B, N, 14] of `prepared` (PreparedEGD) for folded frames (FoldedFrames) and ΔM features
-    [B, N, 12] (float32, CPU): `egd_fast.egd_residual`'s CPU kernel."""
+def egd_residual_cpu(
+    prepared,        # egd_fast.PreparedEGD
+    folded,          # egd_fast.FoldedFrames of the same B frames
+    delta_features,  # [B, N, 12] float32 CPU tensor
+):
+    """EGD's heads' output [B, N, 14] (a CPU tensor): `egd_fast.egd_residual`'s CPU kernel."""
     import torch
 
     def f32(t):
